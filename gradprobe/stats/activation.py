@@ -1,0 +1,92 @@
+"""Statistics of a group of same-shaped activations, in a handful of batched kernels."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gradprobe.stats.tensor_stats import row_abs, row_nonfinite
+from gradprobe.stats.workspace import Workspace
+
+# A unit is saturated when its activation is within 3% of an asymptote: |tanh(z)| > 0.97,
+# the cut Karpathy uses for tanh saturation plots ("Building makemore Part 3", 2022); there
+# tanh'(z) = 1 - 0.97^2 = 0.06 of its peak. sigmoid(z) = (1 + tanh(z/2)) / 2, so the same
+# point for sigmoid is |2a - 1| > 0.97, i.e. |a - 1/2| > 0.485.
+SATURATION = 0.97
+
+# Activation kinds whose flat tails saturate, and those whose units can die (zero gradient
+# for every input below zero).
+SATURATING = ("sigmoid", "tanh")
+DYING = ("relu",)
+
+# Columns of activation_stats' first result: the a_* slots from a_count to
+# a_abs_min_nonzero (gradprobe.stats.slots), all summed but the last, a minimum.
+COLUMNS = (
+    "a_count",
+    "a_sum",
+    "a_sumsq",
+    "a_nonfinite",
+    "a_sat",
+    "a_sat_count",
+    "a_counted",
+    "a_abs_min_nonzero",
+)
+
+
+def _saturated(x: torch.Tensor, a: torch.Tensor, kind: str | None) -> tuple[torch.Tensor, float]:
+    """Count of saturated elements per row and the number of eligible elements per row."""
+    n = x.shape[1]
+    if kind == "tanh":
+        return (a > SATURATION).sum(1), float(n)
+    if kind == "sigmoid":
+        return ((x - 0.5).abs() > SATURATION / 2).sum(1), float(n)
+    return torch.zeros(x.shape[0], device=x.device), 0.0
+
+
+def activation_stats(
+    x: torch.Tensor,
+    feature_dim: int,
+    kind: str | None = None,
+    ws: Workspace | None = None,
+    detail: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sufficient statistics of G activations of one shape.
+
+    Args:
+        x: activations of shape (G, ...), one member per layer.
+        feature_dim: the dimension of x (>= 1) that indexes units (channels, features).
+        kind: "sigmoid" or "tanh" (saturation is counted), "relu" (dead units are
+            tracked), or None.
+        ws: scratch memory reused across calls.
+        detail: also count non-finite and saturated elements, the smallest nonzero
+            magnitude and the per-unit maximum (several more passes over x); otherwise
+            only count, sum and sum of squares.
+
+    Returns:
+        stats: float64 tensor of shape (G, 8), columns named by COLUMNS.
+        feature_max: with detail and kind "relu", the max over every non-unit dimension,
+            shape (G, F), from which a unit dead over the whole batch (max <= 0) is
+            counted; else None.
+    """
+    x = x.detach()
+    rows = x.reshape(x.shape[0], -1)
+    if rows.dtype not in (torch.float32, torch.float64):
+        rows = rows.float()
+    g, n = rows.shape
+    total = rows.sum(1)
+    sq = torch.linalg.vector_norm(rows, dim=1).square()
+    zeros = torch.zeros(g, dtype=total.dtype, device=x.device)
+    if not detail:
+        cols = [zeros + n, total, sq, zeros, zeros, zeros, zeros, zeros + math.inf]
+        return torch.stack(cols, dim=1).double(), None
+    a = row_abs(rows, ws)
+    sat, sat_n = _saturated(rows, a, kind)
+    abs_min = torch.where(a > 0, a, math.inf).amin(1)
+    nonfinite = row_nonfinite(a)  # overwrites a
+    cols = [zeros + n, total, sq, nonfinite, sat.to(total.dtype), zeros + sat_n, zeros + 1, abs_min]
+    feature_max = None
+    if kind in DYING:
+        dims = tuple(d for d in range(1, x.dim()) if d != feature_dim)
+        feature_max = x.amax(dim=dims) if dims else x
+    return torch.stack(cols, dim=1).double(), feature_max

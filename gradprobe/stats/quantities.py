@@ -1,0 +1,33 @@
+"""The named quantities a Record holds: what each means, per layer and per step.
+
+These names are the public vocabulary of DESIGN.md ("Quantities"); add, never rename.
+"""
+
+from __future__ import annotations
+
+# Per layer, per recorded step. Order is the canonical column order of a Record.
+LAYER_QUANTITIES: dict[str, str] = {
+    "grad_norm": "L2 norm of the layer's weight gradient (all non-bias parameters)",
+    "bias_grad_norm": "L2 norm of the layer's bias gradient",
+    "delta_norm": "L2 norm of dC/dz, the gradient of the layer's output summed over the batch "
+    "(Nielsen's learning speed ||delta^l||)",
+    "grad_abs_mean": "mean |g| over the weight gradient's elements",
+    "grad_abs_max": "max |g| over the weight gradient's elements",
+    "grad_nonfinite": "count of NaN/Inf elements in the layer's parameter gradients",
+    "weight_norm": "L2 norm of the weights after the optimizer step",
+    "update_norm": "L2 norm of W_t - W_{t-1}, the change the step made to the weights",
+    "update_ratio": "update_norm / weight_norm",
+    "weight_change_mean": "mean |W_t - W_{t-1}| per weight (the weight-change curve)",
+    "act_mean": "mean of the layer's activations",
+    "act_std": "standard deviation of the layer's activations",
+    "saturated_frac": "fraction of sigmoid/tanh activations in their flat tails",
+    "dead_frac": "fraction of ReLU units at zero for the whole batch",
+    "act_nonfinite": "count of NaN/Inf elements in the layer's activations",
+    "abs_min_nonzero": "smallest nonzero |activation| (underflow toward 1e-100)",
+}
+
+# One value per recorded step.
+STEP_QUANTITIES: dict[str, str] = {
+    "loss": "the loss given to probe.log_loss (mean over the calls in the step)",
+    "global_grad_norm": "L2 norm of all recorded parameter gradients together",
+}
