@@ -1,0 +1,163 @@
+"""Forward side: which tensor is each layer's activation, and its statistics per pass.
+
+Forward hooks only note (layer, tensor, version); the statistics are computed once per
+forward pass (at the end of the model's forward, or at the step) for all layers together,
+grouping same-shaped activations so 64 layers cost one set of kernels, not 64, and
+writing every layer's results into the state with two indexed ops.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from gradprobe.probe.layers import Layer
+from gradprobe.stats import N_SLOTS, SLOT, Workspace, activation_stats
+from gradprobe.stats.activation import COLUMNS
+
+_A0 = SLOT[COLUMNS[0]]
+_N_SUMMED = len(COLUMNS) - 1  # every column but the last (a minimum) is summed
+_MIN_SLOT = SLOT[COLUMNS[-1]]
+assert [SLOT[c] for c in COLUMNS] == list(range(_A0, _A0 + len(COLUMNS))), "slots out of order"
+
+
+@dataclass
+class _Pending:
+    layer: Layer
+    tensor: torch.Tensor
+    version: int
+    kind: str | None = None
+
+
+class ForwardCapture:
+    """Collects layer activations during a forward pass and reduces them into a state."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+        self._pending: list[_Pending] = []
+        self._last: tuple[weakref.ref, int] | None = None
+        self._feature_max: dict[int, torch.Tensor] = {}
+        self._warned: set[int] = set()
+        self._targets: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.activation_names: dict[int, str] = {}
+
+    def add(self, layer: Layer, out: torch.Tensor) -> None:
+        """Note a layer's output (its activation unless an activation module follows)."""
+        self._last = (weakref.ref(out), len(self._pending))
+        self._pending.append(_Pending(layer, out, out._version))
+
+    def attribute(self, inp, out, kind: str | None, name: str) -> None:
+        """An activation module ran; if its input is the last layer output, it is phi(z)."""
+        if self._last is None or not isinstance(out, torch.Tensor):
+            return
+        ref, pos = self._last
+        if not isinstance(inp, torch.Tensor) or ref() is not inp:
+            return
+        entry = self._pending[pos]
+        self._pending[pos] = _Pending(entry.layer, out, out._version, kind)
+        self.activation_names[entry.layer.index] = name
+        self._last = None
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def _groups(self) -> list[tuple[tuple, list[_Pending]]]:
+        groups: dict[tuple, list[_Pending]] = {}
+        members: dict[tuple, set[int]] = {}
+        for p in self._pending:
+            t = p.tensor
+            if t._version != p.version:
+                self._warn_inplace(p.layer)
+                continue
+            if t.dim() == 0 or not t.is_floating_point():
+                continue
+            fd = p.layer.spec.feature_dim % t.dim()
+            key = (tuple(t.shape), t.dtype, t.device, fd, p.kind)
+            while p.layer.index in members.get(key, ()):
+                key = (*key, "again")  # a layer called twice: each group holds it once
+            groups.setdefault(key, []).append(p)
+            members.setdefault(key, set()).add(p.layer.index)
+        return list(groups.items())
+
+    def _routing(self, layers: tuple[int, ...], device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat state indices of the summed block and of the minimum, per member row."""
+        key = (layers, str(device))
+        if key not in self._targets:
+            rows = torch.tensor(layers, device=device).unsqueeze(1) * N_SLOTS
+            summed = (rows + _A0 + torch.arange(_N_SUMMED, device=device)).reshape(-1)
+            self._targets[key] = (summed, (rows + _MIN_SLOT).reshape(-1))
+        return self._targets[key]
+
+    def _reduce(self, groups, detail: bool) -> tuple[torch.Tensor, list[_Pending], list]:
+        stats, members, maxima = [], [], []
+        for key, group in groups:
+            fd, kind = key[3], key[4]
+            tensors = [m.tensor.detach() for m in group]
+            x = torch.stack(tensors) if len(tensors) > 1 else tensors[0].unsqueeze(0)
+            s, fmax = activation_stats(x, fd + 1, kind, self._ws, detail)
+            stats.append(s)
+            members += group
+            if fmax is not None:
+                maxima.append((group, fmax))
+        return torch.cat(stats), members, maxima
+
+    def collect(self, state: torch.Tensor, detail: bool, recheck: bool = False) -> None:
+        """Reduce the pending activations into state (n_layers, N_SLOTS); clear them.
+
+        Args:
+            state: the step's state.
+            detail: count non-finite and saturated elements, dead units and the smallest
+                magnitude, not only count, sum and sum of squares.
+            recheck: on a device where reading a value costs nothing (CPU), read whether
+                the sums are finite and, if not, redo the pass in detail, so the step a
+                NaN appears always has exact counts.
+        """
+        groups = self._groups()
+        self._pending.clear()
+        self._last = None
+        if not groups:
+            return
+        values, members, maxima = self._reduce(groups, detail)
+        if recheck and not detail and not bool(torch.isfinite(values[:, 1:3]).all().item()):
+            values, members, maxima = self._reduce(groups, True)
+        for group, fmax in maxima:
+            self._merge_feature_max(group, fmax)
+        values = values.to(state.device)  # (n_members, len(COLUMNS))
+        summed, minimum = self._routing(tuple(m.layer.index for m in members), state.device)
+        flat = state.view(-1)
+        flat.index_add_(0, summed, values[:, :_N_SUMMED].reshape(-1))
+        flat.scatter_reduce_(0, minimum, values[:, -1], reduce="amin")
+
+    def _merge_feature_max(self, members: list[_Pending], fmax: torch.Tensor) -> None:
+        for j, m in enumerate(members):
+            prev = self._feature_max.get(m.layer.index)
+            row = fmax[j]
+            self._feature_max[m.layer.index] = row if prev is None else torch.maximum(prev, row)
+
+    def take_feature_max(self) -> dict[int, torch.Tensor]:
+        """Per ReLU layer, the max over the step's batch of each unit; resets."""
+        out, self._feature_max = self._feature_max, {}
+        return out
+
+    def discard(self) -> None:
+        """Forget pending activations (a pass that will not be recorded)."""
+        self._pending.clear()
+        self._last = None
+        self._feature_max = {}
+
+    def _warn_inplace(self, layer: Layer) -> None:
+        if layer.index in self._warned:
+            return
+        self._warned.add(layer.index)
+        warnings.warn(
+            f"gradprobe: the output of layer {layer.name!r} ({layer.type}) was modified in "
+            "place after its forward by an op the probe cannot see (e.g. F.relu(x, "
+            "inplace=True) or x.mul_()); its activation statistics are left unrecorded "
+            "rather than wrong. Use an nn activation module or an out-of-place op.",
+            RuntimeWarning,
+            stacklevel=2,
+        )

@@ -1,0 +1,436 @@
+"""`Probe`: hooks on a model (and optimizer) recording per-layer gradient flow per step."""
+
+from __future__ import annotations
+
+import atexit
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from gradprobe.probe.activations import activation_kind
+from gradprobe.probe.buffer import StepBuffer
+from gradprobe.probe.capture import ForwardCapture
+from gradprobe.probe.deltas import DeltaAccumulator
+from gradprobe.probe.layers import Layer, discover, first_tensor
+from gradprobe.probe.schedule import Schedule, as_schedule
+from gradprobe.probe.step_stats import StepStats
+from gradprobe.stats import Workspace, derive, derive_steps
+from gradprobe.stats.derivation import STEP_SLOT
+
+DELTA_MODES = ("auto", "hook")
+
+# Weight change keeps one copy of the weights; by default only while that copy is at most
+# this size (DESIGN.md: "on by default only while it is cheap"). 256 MiB is a small share
+# of any training machine's memory and ~0.1 s of copying at 2 GB/s per step.
+WEIGHT_CHANGE_AUTO_BYTES = 256 * 2**20
+
+
+class Sink(Protocol):
+    """Where flushed steps go: memory, or a run directory (see gradprobe.record.sink)."""
+
+    def write_layers(self, layer_info: list[dict]) -> None: ...
+    def append(self, steps: np.ndarray, values: dict, step_values: dict) -> None: ...
+    def set_meta(self, **fields: Any) -> None: ...
+    def finish(self, status: str, error: str | None = None) -> None: ...
+    def record(self) -> Any: ...
+    def last_step(self) -> int | None: ...
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"watch() needs a torch.nn.Module as model; got {type(model).__name__} ({model!r:.60})"
+        )
+    if next(model.parameters(), None) is None:
+        raise ValueError(
+            f"model {type(model).__name__} has no parameters, so there is no gradient to "
+            "watch; pass the module that owns the trainable layers"
+        )
+
+
+def _check_optimizer(optimizer: Any, model: nn.Module) -> None:
+    if optimizer is None:
+        return
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer or None; got {type(optimizer).__name__}"
+        )
+    mine = {id(p) for p in model.parameters()}
+    if not any(id(p) in mine for g in optimizer.param_groups for p in g["params"]):
+        raise ValueError("optimizer holds none of the model's parameters: is it another model's?")
+
+
+class Probe:
+    """Records per-layer gradient flow of a model, step by step. Use `gradprobe.watch`.
+
+    A step ends at the optimizer's step (when an optimizer is given) or at probe.step().
+    Statistics accumulate on the model's device and reach the host once per flush.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        make_sink: Callable[[], Sink],
+        *,
+        every: int | str | Schedule = 1,
+        detail_every: int | str | Schedule = 10,
+        activations: bool = True,
+        weight_change: bool | None = None,
+        delta: str = "auto",
+        flush_every: int = 100,
+        flush_secs: float = 10.0,
+        unknown: str = "hook",
+    ) -> None:
+        _check_model(model)
+        _check_optimizer(optimizer, model)
+        if delta not in DELTA_MODES:
+            raise ValueError(f"delta={delta!r} is not one of: {', '.join(DELTA_MODES)}")
+        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+            raise ValueError(f"flush_every={flush_every!r} must be a positive int")
+        if (
+            isinstance(flush_secs, bool)
+            or not isinstance(flush_secs, (int, float))
+            or not math.isfinite(flush_secs)
+            or flush_secs <= 0
+        ):
+            raise ValueError(f"flush_secs={flush_secs!r} must be a positive number of seconds")
+        self._schedule = as_schedule(every)
+        self._detail_schedule = as_schedule(detail_every, name="detail_every")
+        self.model = model
+        self.optimizer = optimizer
+        self._layers: list[Layer] = discover(model, unknown)
+        if not self._layers:
+            raise ValueError(f"no layer of {type(model).__name__} is watched (unknown={unknown!r})")
+        self._device = next(model.parameters()).device
+        # On CPU a value is read without any device synchronisation, so one flag per
+        # pass decides whether to count non-finite elements; elsewhere they are counted
+        # on the device at every recorded step (a pass that costs little there).
+        self._host_reads = self._device.type == "cpu"
+        self._ws = Workspace()
+        self._capture = ForwardCapture(self._ws)
+        self._deltas = DeltaAccumulator()
+        self._activations = activations
+        self._delta_mode = delta
+        stats = StepStats(self._layers, False, self._ws)
+        if weight_change is None:
+            weight_change = stats.snapshot_bytes <= WEIGHT_CHANGE_AUTO_BYTES
+        stats.weight_change = bool(weight_change)
+        self._stats = stats
+        self._buffer = StepBuffer(len(self._layers), flush_every, self._device)
+        self._flush_secs = flush_secs
+        self._last_flush = time.monotonic()
+        self._order: list[int] = []
+        self._seen: set[int] = set()
+        self._ran: set[int] = set()  # layers whose forward ran in this step
+        self._layers_written = False
+        self._forward_since_step = False
+        self._first_nonfinite: dict | None = None
+        self._sink = sink = make_sink()  # only now: a bad argument creates no run dir
+        last = sink.last_step()
+        self._step = 0 if last is None else last + 1
+        self._recording = self._detail = False
+        self._plan_step()
+        self._handles: list[Any] = []
+        self._closed = False
+        try:
+            self._attach()
+        except BaseException:
+            self._detach()
+            raise
+        if self._detail and optimizer is None:
+            self._stats.snapshot()
+        sink.set_meta(device=str(self._device), layers=[layer.name for layer in self._layers])
+        atexit.register(self._at_exit)
+
+    # -- hooks -----------------------------------------------------------------------
+    def _attach(self) -> None:
+        for layer in self._layers:
+            hook = partial(self._on_layer_forward, layer)
+            self._handles.append(layer.module.register_forward_hook(hook))
+        if self._activations:
+            for module in self.model.modules():
+                is_act, kind = activation_kind(module)
+                if is_act and next(module.parameters(recurse=False), None) is None:
+                    hook = partial(self._on_activation, kind)
+                    self._handles.append(module.register_forward_hook(hook))
+        # registered last: runs after the root's own layer hook, at the end of forward
+        self._handles.append(self.model.register_forward_hook(self._on_model_forward))
+        if self.optimizer is not None:
+            self._handles.append(self.optimizer.register_step_pre_hook(self._on_pre_step))
+            self._handles.append(self.optimizer.register_step_post_hook(self._on_post_step))
+
+    def _detach(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+        self._deltas.active = False
+
+    def _live(self) -> bool:
+        return self._recording and not self._closed and torch.is_grad_enabled()
+
+    def _on_layer_forward(self, layer: Layer, module, args, output) -> None:
+        if self._closed or not torch.is_grad_enabled():
+            return
+        if not self._forward_since_step:  # first layer of the step: flush what is due
+            self._forward_since_step = True
+            self._flush_if_due()
+        if not self._recording:
+            return
+        out = first_tensor(output)
+        if out is None:
+            return
+        self._ran.add(layer.index)
+        if layer.index not in self._seen:
+            self._seen.add(layer.index)
+            self._order.append(layer.index)
+        if self._activations:
+            self._capture.add(layer, out)
+        if self._delta_mode == "hook" or not layer.delta_from_bias:
+            self._deltas.attach(layer, out)
+
+    def _on_activation(self, kind: str | None, module, args, output) -> None:
+        if self._live() and args:
+            self._capture.attribute(args[0], output, kind, type(module).__name__)
+
+    def _on_model_forward(self, module, args, output) -> None:
+        if self._live() and self._capture.has_pending:
+            self._collect(self._buffer.current()[0])
+
+    def _collect(self, state: torch.Tensor) -> None:
+        detail = self._detail or not self._host_reads
+        self._capture.collect(state, detail, recheck=self._host_reads)
+
+    def _on_pre_step(self, optimizer, args, kwargs) -> None:
+        if self._detail and not self._closed:
+            self._stats.snapshot()
+
+    def _on_post_step(self, optimizer, args, kwargs) -> None:
+        if not self._closed:
+            self._end_step()
+
+    # -- steps -----------------------------------------------------------------------
+    def step(self) -> None:
+        """End the current step, in a loop without an optimizer given to watch()."""
+        if self.optimizer is not None:
+            raise RuntimeError(
+                "probe.step() is for loops without an optimizer: this probe ends each step "
+                "at optimizer.step() already (watch(..., optimizer=opt))"
+            )
+        self._require_open()
+        self._end_step()
+        if self._detail:
+            self._stats.snapshot()
+
+    def _plan_step(self) -> None:
+        """Decide what the step now starting records."""
+        self._recording = bool(self._schedule(self._step))
+        self._detail = self._recording and bool(self._detail_schedule(self._step))
+
+    def _end_step(self) -> None:
+        if self._recording:
+            state, step_state = self._buffer.current()
+            if self._capture.has_pending:
+                self._collect(state)
+            detail = self._detail or not self._host_reads
+            self._stats.grads(state, step_state, detail, recheck=self._host_reads)
+            self._stats.deltas(state, self._deltas.take(), self._delta_mode, self._ran)
+            self._stats.dead(state, self._capture.take_feature_max())
+            if self._detail:
+                self._stats.weights_and_update(state)
+            self._buffer.commit(self._step)
+        else:
+            self._deltas.take()
+            self._capture.discard()
+        self._forward_since_step = False
+        self._ran = set()
+        self._step += 1
+        self._plan_step()
+
+    def log_loss(self, loss: torch.Tensor | float) -> None:
+        """Record the loss of the current step (or of the step just ended by opt.step()).
+
+        Call it before or after optimizer.step(); with gradient accumulation, once per
+        micro-batch (the step's loss is their mean). No host synchronisation.
+        """
+        self._require_open()
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                raise ValueError(f"log_loss() needs a scalar loss; got shape {tuple(loss.shape)}")
+            value: torch.Tensor | float = loss.detach().reshape(()).to(torch.float64)
+        elif isinstance(loss, (int, float)):
+            value = float(loss)
+        else:
+            raise TypeError(f"log_loss() needs a tensor or a number; got {type(loss).__name__}")
+        if self._forward_since_step or self._step == 0:
+            if not self._recording:
+                return
+            step_state = self._buffer.current()[1]
+        else:
+            last = self._buffer.last()
+            if last is None or last[0] != self._step - 1:
+                return  # the step just ended was not recorded
+            step_state = last[1]
+        step_state[STEP_SLOT["loss_sum"]] += value
+        step_state[STEP_SLOT["loss_count"]] += 1.0
+
+    # -- flushing --------------------------------------------------------------------
+    def _flush_if_due(self) -> None:
+        if not self._buffer.steps:
+            return
+        if self._buffer.full or time.monotonic() - self._last_flush >= self._flush_secs:
+            self.flush()
+
+    def layer_info(self) -> list[dict]:
+        """One dict per layer, in forward order (layers never run come last)."""
+        order = self._order + [i for i in range(len(self._layers)) if i not in self._seen]
+        info = []
+        for i in order:
+            layer = self._layers[i]
+            info.append(
+                {
+                    "name": layer.name,
+                    "type": layer.type,
+                    "activation": self._capture.activation_names.get(i),
+                    "n_params": layer.n_params,
+                    "feature_dim": layer.spec.feature_dim,
+                    "delta_source": "bias_grad"
+                    if layer.delta_from_bias and self._delta_mode == "auto"
+                    else "output_hook",
+                }
+            )
+        return info
+
+    def _column_order(self) -> list[int]:
+        return self._order + [i for i in range(len(self._layers)) if i not in self._seen]
+
+    def flush(self) -> None:
+        """Copy the recorded steps to the host and hand them to the sink (run dir / memory)."""
+        self._last_flush = time.monotonic()
+        if not self._buffer.steps:
+            return
+        if not self._layers_written:
+            self._column_order_fixed = self._column_order()
+            self._sink.write_layers(self.layer_info())
+            self._layers_written = True
+        steps, states, step_states = self._buffer.drain()
+        order = self._column_order_fixed
+        values = {q: v[:, order] for q, v in derive(states).items()}
+        step_values = derive_steps(step_states)
+        self._sink.append(steps, values, step_values)
+        logged = step_states[:, STEP_SLOT["loss_count"]] > 0
+        loss_bad = logged & ~np.isfinite(step_states[:, STEP_SLOT["loss_sum"]])
+        self._note_nonfinite(steps, values, loss_bad)
+
+    def _note_nonfinite(self, steps, values, loss_bad) -> None:
+        if self._first_nonfinite is not None:
+            return
+        act_bad = np.nan_to_num(values["act_nonfinite"]) > 0
+        grad_bad = np.nan_to_num(values["grad_nonfinite"]) > 0
+        with np.errstate(invalid="ignore"):
+            grad_bad |= np.isinf(values["grad_norm"]) | np.isinf(values["delta_norm"])
+        bad_step = act_bad.any(axis=1) | grad_bad.any(axis=1) | loss_bad
+        if not bad_step.any():
+            return
+        row = int(np.argmax(bad_step))
+        names = [self._layers[i].name for i in self._column_order_fixed]
+        act, grad = act_bad[row], grad_bad[row]
+        if act.any():
+            where, layer = "forward", names[int(np.argmax(act))]
+        elif loss_bad[row]:
+            where, layer = "loss", None
+        else:
+            where, layer = "backward", names[len(names) - 1 - int(np.argmax(grad[::-1]))]
+        self._first_nonfinite = {"step": int(steps[row]), "layer": layer, "where": where}
+        warnings.warn(
+            f"gradprobe: first non-finite value at step {int(steps[row])}, "
+            f"{'layer ' + repr(layer) if layer else 'the loss'} ({where} pass)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    @property
+    def first_nonfinite(self) -> dict | None:
+        """{"step", "layer", "where"} of the first NaN/Inf flushed so far, or None."""
+        return self._first_nonfinite
+
+    # -- lifetime --------------------------------------------------------------------
+    def _require_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this probe is closed; start a new one with gradprobe.watch()")
+
+    def close(self, status: str | None = None, error: str | None = None) -> None:
+        """Remove every hook, flush, and mark the run done (or failed / interrupted).
+
+        Called from a `finally` block while an exception propagates, the status follows
+        that exception: interrupted for KeyboardInterrupt, failed otherwise.
+        """
+        if self._closed:
+            return
+        self._detach()
+        self._closed = True
+        atexit.unregister(self._at_exit)
+        if status is None:
+            exc = sys.exc_info()[1]
+            if isinstance(exc, KeyboardInterrupt):
+                status, error = "interrupted", "KeyboardInterrupt"
+            elif isinstance(exc, SystemExit) and exc.code in (0, None):
+                status = "done"
+            elif exc is not None:
+                status, error = "failed", f"{type(exc).__name__}: {exc}"
+            else:
+                status = "done"
+        try:
+            self.flush()
+        finally:
+            self._sink.finish(status, error)
+
+    def _at_exit(self) -> None:
+        self.close("interrupted", "the process exited before probe.close()")
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None or (issubclass(exc_type, SystemExit) and exc.code in (0, None)):
+            self.close("done")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.close("interrupted", "KeyboardInterrupt")
+        else:
+            self.close("failed", f"{exc_type.__name__}: {exc}")
+
+    def record(self):
+        """A Record of every step so far (flushes first)."""
+        if not self._closed:
+            self.flush()
+        return self._sink.record()
+
+    # -- introspection ---------------------------------------------------------------
+    @property
+    def layers(self) -> list[str]:
+        """Watched layer names, in forward order once a forward pass has run."""
+        return [self._layers[i].name for i in self._column_order()]
+
+    @property
+    def step_count(self) -> int:
+        """Steps ended so far (recorded or not), counting from a resumed run's last step."""
+        return self._step
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"step {self._step}"
+        return (
+            f"Probe({type(self.model).__name__}, {len(self._layers)} layers, {state}, "
+            f"every={self._schedule!r}, detail_every={self._detail_schedule!r}, "
+            f"weight_change={self._stats.weight_change})"
+        )

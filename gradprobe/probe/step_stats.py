@@ -1,0 +1,215 @@
+"""Step side: gradient, delta, weight and update statistics of all layers, fused.
+
+Runs once per recorded step, after the backward (optimizer post-step hook or
+probe.step()). Gradients are read from .grad at that moment: after gradient accumulation,
+after AMP unscaling and clipping, i.e. the figures the optimizer uses (DESIGN.md).
+
+Every recorded step measures what costs one pass over the gradients (sums of squares);
+detail steps add what needs more passes over parameter-sized memory: |g| mean and max,
+exact non-finite counts, ||W|| and the update W_t - W_{t-1}.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gradprobe.probe.layers import Layer
+from gradprobe.stats import N_SLOTS, SLOT, Workspace, diff_stats, param_stats, sumsq
+from gradprobe.stats.derivation import STEP_SLOT
+
+# Per-tensor value columns routed into slots: (column, weight slot, bias slot, detail only)
+_COLUMNS = ("sumsq", "abs_sum", "nonfinite", "numel", "counted")
+_ROUTES = (
+    ("sumsq", "g_w_sumsq", "g_b_sumsq", False),
+    ("numel", "g_w_numel", "g_b_numel", False),
+    ("abs_sum", "g_w_abs_sum", None, True),
+    ("nonfinite", "g_nonfinite", "g_nonfinite", True),
+    ("counted", "g_counted", "g_counted", True),
+)
+
+
+def _unique(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    seen: dict[int, torch.nn.Parameter] = {}
+    for p in params:
+        seen.setdefault(id(p), p)
+    return list(seen.values())
+
+
+class StepStats:
+    """Per-step statistics over the parameters of a fixed list of layers."""
+
+    def __init__(self, layers: list[Layer], weight_change: bool, ws: Workspace) -> None:
+        self._layers = layers
+        self._ws = ws
+        self.params = _unique([p for layer in layers for p in layer.weights + layer.biases])
+        pos = {id(p): i for i, p in enumerate(self.params)}
+        # (param position, layer index, is bias) for every parameter of every layer
+        self._owners = [
+            (pos[id(p)], layer.index, is_bias)
+            for layer in layers
+            for is_bias, group in ((False, layer.weights), (True, layer.biases))
+            for p in group
+        ]
+        self.weights = _unique([p for layer in layers for p in layer.weights])
+        wpos = {id(w): i for i, w in enumerate(self.weights)}
+        self._weight_owners = [
+            (wpos[id(p)], layer.index) for layer in layers for p in layer.weights
+        ]
+        self._from_bias = [layer for layer in layers if layer.delta_from_bias]
+        self.weight_change = weight_change
+        self._prev: list[torch.Tensor] | None = None
+        self._prev_valid = False  # _prev holds the weights from just before this step
+        self._cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+    # -- gradients -------------------------------------------------------------------
+    def _grad_routes(self, present: tuple[bool, ...], detail: bool, device) -> tuple:
+        """Flat state indices for the per-tensor values (cached per gradient pattern)."""
+        key = ("grad", present, detail, str(device))
+        if key not in self._cache:
+            row_of: dict[int, int] = {}
+            for p, has in enumerate(present):
+                if has:
+                    row_of[p] = len(row_of)
+            sources, targets, max_rows, max_targets = [], [], [], []
+            for p, layer, is_bias in self._owners:
+                if p not in row_of:
+                    continue
+                for column, w_slot, b_slot, detail_only in _ROUTES:
+                    slot = b_slot if is_bias else w_slot
+                    if slot is not None and (detail or not detail_only):
+                        sources.append(row_of[p] * len(_COLUMNS) + _COLUMNS.index(column))
+                        targets.append(layer * N_SLOTS + SLOT[slot])
+                if detail and not is_bias:
+                    max_rows.append(row_of[p])
+                    max_targets.append(layer * N_SLOTS + SLOT["g_w_abs_max"])
+            numel = [float(self.params[p].numel()) for p in row_of]
+
+            def t(xs, dtype=torch.long):
+                return torch.tensor(xs, dtype=dtype, device=device)
+
+            self._cache[key] = (
+                t(sources),
+                t(targets),
+                t(max_rows),
+                t(max_targets),
+                t(numel, torch.float64),
+            )
+        return self._cache[key]
+
+    def grads(
+        self, state: torch.Tensor, step_state: torch.Tensor, detail: bool, recheck: bool = False
+    ) -> None:
+        """Gradient slots of state and the global gradient norm of step_state.
+
+        With recheck (a device where reading a value is free: CPU), a step whose sums of
+        squares are not finite is measured in detail, so it has exact non-finite counts.
+        """
+        present = tuple(p.grad is not None for p in self.params)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return
+        values = torch.zeros(len(grads), len(_COLUMNS), dtype=torch.float64, device=state.device)
+        if not detail:
+            values[:, 0] = sumsq(grads).to(state.device)
+            detail = recheck and not bool(torch.isfinite(values[:, 0].sum()).item())
+        if detail:
+            stats = param_stats(grads, self._ws).to(state.device)  # (n, 4)
+            values[:, 0], values[:, 1], values[:, 2] = stats[:, 0], stats[:, 1], stats[:, 3]
+            values[:, 4] = 1.0
+        sources, targets, max_rows, max_targets, numel = self._grad_routes(
+            present, detail, state.device
+        )
+        values[:, 3] = numel
+        flat = state.view(-1)
+        flat.index_add_(0, targets, values.view(-1)[sources])
+        if detail:
+            flat.scatter_reduce_(0, max_targets, stats[max_rows, 2], reduce="amax")
+        step_state[STEP_SLOT["global_sumsq"]] += values[:, 0].sum()
+        step_state[STEP_SLOT["global_numel"]] += numel.sum()
+
+    # -- deltas ----------------------------------------------------------------------
+    def deltas(
+        self, state: torch.Tensor, hooked: dict[int, torch.Tensor], mode: str, ran: set[int]
+    ) -> None:
+        """delta_norm slots: from bias.grad where it equals delta, else from the hooks.
+
+        The bias identity is used only for layers whose own forward ran this step: a
+        parent that uses a child's parameters functionally (MultiheadAttention's
+        out_proj) may use the bias in ways the identity does not cover.
+        """
+        vectors = dict(hooked)
+        if mode == "auto":
+            for layer in self._from_bias:
+                if layer.index in ran and layer.biases[0].grad is not None:
+                    vectors[layer.index] = layer.biases[0].grad
+        if not vectors:
+            return
+        key = ("delta", tuple(vectors), str(state.device))
+        if key not in self._cache:
+            idx = torch.tensor(list(vectors), device=state.device)
+            self._cache[key] = (
+                idx * N_SLOTS + SLOT["delta_sumsq"],
+                idx * N_SLOTS + SLOT["delta_n"],
+            )
+        sq_at, n_at = self._cache[key]
+        flat = state.view(-1)
+        flat.index_copy_(0, sq_at, sumsq(list(vectors.values())).to(state.device))
+        flat.index_fill_(0, n_at, 1.0)
+
+    # -- dead units ------------------------------------------------------------------
+    @staticmethod
+    def dead(state: torch.Tensor, feature_max: dict[int, torch.Tensor]) -> None:
+        """a_dead / a_units: units whose activation was <= 0 for every input of the step."""
+        by_width: dict[tuple, list[int]] = {}
+        for index, v in feature_max.items():
+            by_width.setdefault((v.shape[0], v.device), []).append(index)
+        for indices in by_width.values():
+            rows = torch.stack([feature_max[i] for i in indices])  # (G, F)
+            idx = torch.tensor(indices, device=state.device)
+            dead = (rows <= 0).sum(1).double().to(state.device)
+            state[:, SLOT["a_dead"]].index_copy_(0, idx, dead)
+            state[:, SLOT["a_units"]].index_fill_(0, idx, float(rows.shape[1]))
+
+    # -- weights and updates ---------------------------------------------------------
+    def snapshot(self) -> None:
+        """Copy the weights, so the next weights() can measure W_t - W_{t-1}."""
+        if not self.weight_change or not self.weights:
+            return
+        now = [w.detach() for w in self.weights]
+        if self._prev is None:
+            self._prev = [t.clone() for t in now]
+        else:
+            torch._foreach_copy_(self._prev, now)
+        self._prev_valid = True
+
+    def _weight_routes(self, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        key = ("weights", str(device))
+        if key not in self._cache:
+            self._cache[key] = (
+                torch.tensor([i for i, _ in self._weight_owners], device=device),
+                torch.tensor([layer for _, layer in self._weight_owners], device=device),
+                torch.tensor(
+                    [float(w.numel()) for w in self.weights], dtype=torch.float64, device=device
+                ),
+            )
+        return self._cache[key]
+
+    def weights_and_update(self, state: torch.Tensor) -> None:
+        """weight_norm slots, and update slots when a snapshot was taken before the step."""
+        if not self.weights:
+            return
+        rows, lay, numel = self._weight_routes(state.device)
+        per_weight = [sumsq(self.weights).to(state.device), numel]
+        slots = ["w_sumsq", "w_numel"]
+        if self.weight_change and self._prev_valid:
+            d = diff_stats(self._prev, self.weights, self._ws).to(state.device)
+            per_weight += [d[:, 0], d[:, 1], numel]
+            slots += ["u_sumsq", "u_abs_sum", "u_numel"]
+            self._prev_valid = False  # _prev now holds W_{t-1} - W_t
+        values = torch.stack(per_weight, dim=1)[rows]  # (n_owners, n_slots)
+        targets = lay.unsqueeze(1) * N_SLOTS + torch.tensor([SLOT[s] for s in slots])
+        state.view(-1).index_add_(0, targets.reshape(-1).to(state.device), values.reshape(-1))
+
+    @property
+    def snapshot_bytes(self) -> int:
+        return sum(w.numel() * w.element_size() for w in self.weights)
