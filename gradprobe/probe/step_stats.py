@@ -131,30 +131,39 @@ class StepStats:
     def deltas(
         self, state: torch.Tensor, hooked: dict[int, torch.Tensor], mode: str, ran: set[int]
     ) -> None:
-        """delta_norm slots: from bias.grad where it equals delta, else from the hooks.
+        """delta_norm slots: from the bias gradient where it equals delta, else the hooks.
 
-        The bias identity is used only for layers whose own forward ran this step: a
-        parent that uses a child's parameters functionally (MultiheadAttention's
-        out_proj) may use the bias in ways the identity does not cover.
+        Call after grads(): for a layer whose output is `... + bias`, ||delta||^2 is the
+        bias gradient's sum of squares already in g_b_sumsq, copied over with no new pass.
+        The identity is used only for layers whose own forward ran this step: a parent
+        that uses a child's parameters functionally (MultiheadAttention's out_proj) may
+        use the bias in ways the identity does not cover.
         """
-        vectors = dict(hooked)
-        if mode == "auto":
-            for layer in self._from_bias:
-                if layer.index in ran and layer.biases[0].grad is not None:
-                    vectors[layer.index] = layer.biases[0].grad
-        if not vectors:
-            return
-        key = ("delta", tuple(vectors), str(state.device))
-        if key not in self._cache:
-            idx = torch.tensor(list(vectors), device=state.device)
-            self._cache[key] = (
-                idx * N_SLOTS + SLOT["delta_sumsq"],
-                idx * N_SLOTS + SLOT["delta_n"],
-            )
-        sq_at, n_at = self._cache[key]
         flat = state.view(-1)
-        flat.index_copy_(0, sq_at, sumsq(list(vectors.values())).to(state.device))
-        flat.index_fill_(0, n_at, 1.0)
+        if hooked:
+            at = self._slot_index(tuple(hooked), ("delta_sumsq", "delta_n"), state.device)
+            flat.index_copy_(0, at[0], sumsq(list(hooked.values())).to(state.device))
+            flat.index_fill_(0, at[1], 1.0)
+        if mode != "auto":
+            return
+        layers = tuple(
+            layer.index
+            for layer in self._from_bias
+            if layer.index in ran and layer.biases[0].grad is not None
+        )
+        if layers:
+            slots = ("g_b_sumsq", "delta_sumsq", "delta_n")
+            src, dst, n_at = self._slot_index(layers, slots, state.device)
+            flat.index_copy_(0, dst, flat[src])
+            flat.index_fill_(0, n_at, 1.0)
+
+    def _slot_index(self, layers: tuple[int, ...], slots: tuple[str, ...], device) -> tuple:
+        """Flat state positions of each slot for the given layers (cached)."""
+        key = ("slots", layers, slots, str(device))
+        if key not in self._cache:
+            idx = torch.tensor(layers, device=device) * N_SLOTS
+            self._cache[key] = tuple(idx + SLOT[slot] for slot in slots)
+        return self._cache[key]
 
     # -- dead units ------------------------------------------------------------------
     @staticmethod
