@@ -22,6 +22,7 @@ from torch import nn
 import gradprobe as gp
 
 VARIANTS = {
+    "control: no probe": None,  # two bare copies: the noise floor of the method
     "default": {},
     "default, run_dir": {"run_dir": True},
     "detail_every=1": {"detail_every": 1},
@@ -73,11 +74,13 @@ def measure(build, n_in, n_out, batch, options, repeats, block) -> tuple[float, 
     ]
     base = build()
     bare, watched = Trainer(base, batches), Trainer(copy.deepcopy(base), batches)
-    opts = dict(options)
     tmp = tempfile.TemporaryDirectory()
-    if opts.pop("run_dir", False):
-        opts["run_dir"] = tmp.name
-    probe = gp.watch(watched.model, watched.opt, **opts)
+    probe = None
+    if options is not None:
+        opts = dict(options)
+        if opts.pop("run_dir", False):
+            opts["run_dir"] = tmp.name
+        probe = gp.watch(watched.model, watched.opt, **opts)
     bare.run(block), watched.run(block)  # warm-up: allocator, caches, first flush
     ratios, bare_times = [], []
     for _ in range(repeats):
@@ -85,7 +88,8 @@ def measure(build, n_in, n_out, batch, options, repeats, block) -> tuple[float, 
         t_probe = watched.run(block)
         ratios.append(t_probe / t_bare)
         bare_times.append(t_bare)
-    probe.close()
+    if probe is not None:
+        probe.close()
     tmp.cleanup()
     return statistics.median(ratios), statistics.median(bare_times)
 

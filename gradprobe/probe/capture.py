@@ -16,7 +16,7 @@ import torch
 
 from gradprobe.probe.layers import Layer
 from gradprobe.stats import N_SLOTS, SLOT, Workspace, activation_stats
-from gradprobe.stats.activation import COLUMNS
+from gradprobe.stats.activation import COLUMNS, activation_moments
 
 _A0 = SLOT[COLUMNS[0]]
 _N_SUMMED = len(COLUMNS) - 1  # every column but the last (a minimum) is summed
@@ -93,6 +93,7 @@ class ForwardCapture:
         return self._targets[key]
 
     def _reduce(self, groups, detail: bool) -> tuple[torch.Tensor, list[_Pending], list]:
+        """(n_members, len(COLUMNS)) statistics, in detail; the members; ReLU maxima."""
         stats, members, maxima = [], [], []
         for key, group in groups:
             fd, kind = key[3], key[4]
@@ -121,9 +122,12 @@ class ForwardCapture:
         self._last = None
         if not groups:
             return
-        values, members, maxima = self._reduce(groups, detail)
-        if recheck and not detail and not bool(torch.isfinite(values[:, 1:3]).all().item()):
-            values, members, maxima = self._reduce(groups, True)
+        if not detail:
+            moments = self._moments(groups)
+            if not recheck or bool(torch.isfinite(moments[1:].sum()).item()):
+                self._write_moments(state, groups, moments)
+                return
+        values, members, maxima = self._reduce(groups, True)
         for group, fmax in maxima:
             self._merge_feature_max(group, fmax)
         values = values.to(state.device)  # (n_members, len(COLUMNS))
@@ -131,6 +135,28 @@ class ForwardCapture:
         flat = state.view(-1)
         flat.index_add_(0, summed, values[:, :_N_SUMMED].reshape(-1))
         flat.scatter_reduce_(0, minimum, values[:, -1], reduce="amin")
+
+    @staticmethod
+    def _moments(groups) -> torch.Tensor:
+        """(3, n_members): element count, sum and sum of squares, every group at once."""
+        parts = []
+        for _key, group in groups:
+            tensors = [m.tensor.detach() for m in group]
+            x = torch.stack(tensors) if len(tensors) > 1 else tensors[0].unsqueeze(0)
+            parts.append(activation_moments(x).to(torch.float64))
+        sums = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        counts = [float(m.tensor.numel()) for _key, group in groups for m in group]
+        return torch.cat([sums.new_tensor(counts).unsqueeze(0), sums])
+
+    def _write_moments(self, state: torch.Tensor, groups, moments: torch.Tensor) -> None:
+        layers = tuple(m.layer.index for _key, group in groups for m in group)
+        key = ("moments", layers, str(state.device))
+        if key not in self._targets:
+            idx = torch.tensor(layers, device=state.device) * N_SLOTS
+            slots = torch.tensor([SLOT["a_count"], SLOT["a_sum"], SLOT["a_sumsq"]])
+            self._targets[key] = ((slots.to(state.device).unsqueeze(1) + idx).reshape(-1), idx)
+        targets, _ = self._targets[key]
+        state.view(-1).index_add_(0, targets, moments.to(state.device).reshape(-1))
 
     def _merge_feature_max(self, members: list[_Pending], fmax: torch.Tensor) -> None:
         for j, m in enumerate(members):

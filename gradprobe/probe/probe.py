@@ -204,6 +204,7 @@ class Probe:
         if self._live() and self._capture.has_pending:
             self._collect(self._buffer.current()[0])
 
+    @torch.no_grad()
     def _collect(self, state: torch.Tensor) -> None:
         detail = self._detail or not self._host_reads
         self._capture.collect(state, detail, recheck=self._host_reads)
@@ -234,6 +235,7 @@ class Probe:
         self._recording = bool(self._schedule(self._step))
         self._detail = self._recording and bool(self._detail_schedule(self._step))
 
+    @torch.no_grad()
     def _end_step(self) -> None:
         if self._recording:
             state, step_state = self._buffer.current()

@@ -16,6 +16,7 @@ import torch
 from gradprobe.probe.layers import Layer
 from gradprobe.stats import N_SLOTS, SLOT, Workspace, diff_stats, param_stats, sumsq
 from gradprobe.stats.derivation import STEP_SLOT
+from gradprobe.stats.tensor_stats import sumsq_grouped
 
 # Per-tensor value columns routed into slots: (column, weight slot, bias slot, detail only)
 _COLUMNS = ("sumsq", "abs_sum", "nonfinite", "numel", "counted")
@@ -108,23 +109,56 @@ class StepStats:
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return
-        values = torch.zeros(len(grads), len(_COLUMNS), dtype=torch.float64, device=state.device)
         if not detail:
-            values[:, 0] = sumsq(grads).to(state.device)
-            detail = recheck and not bool(torch.isfinite(values[:, 0].sum()).item())
-        if detail:
-            stats = param_stats(grads, self._ws).to(state.device)  # (n, 4)
-            values[:, 0], values[:, 1], values[:, 2] = stats[:, 0], stats[:, 1], stats[:, 3]
-            values[:, 4] = 1.0
+            values, order = sumsq_grouped(grads)
+            total = values.sum()
+            if not recheck or bool(torch.isfinite(total).item()):
+                self._write_sumsq(state, step_state, present, values, order, total)
+                return
+        self._write_detail(state, step_state, present, grads)
+
+    def _write_sumsq(self, state, step_state, present, values, order, total) -> None:
+        """Cheap steps: sums of squares and element counts only."""
+        key = ("sumsq", present, tuple(order), str(state.device))
+        if key not in self._cache:
+            row_of = {p: k for k, p in enumerate(i for i, has in enumerate(present) if has)}
+            grouped = {row: k for k, row in enumerate(order)}
+            rows, targets, numel_targets, numel = [], [], [], []
+            for p, layer, is_bias in self._owners:
+                if p in row_of:
+                    w_slot, n_slot = (
+                        ("g_b_sumsq", "g_b_numel") if is_bias else ("g_w_sumsq", "g_w_numel")
+                    )
+                    rows.append(grouped[row_of[p]])
+                    targets.append(layer * N_SLOTS + SLOT[w_slot])
+                    numel_targets.append(layer * N_SLOTS + SLOT[n_slot])
+                    numel.append(float(self.params[p].numel()))
+            dev = state.device
+            self._cache[key] = (
+                torch.tensor(rows, device=dev),
+                torch.tensor(targets + numel_targets, device=dev),
+                torch.tensor(numel, dtype=torch.float64, device=dev),
+                sum(float(self.params[p].numel()) for p in row_of),
+            )
+        rows, targets, numel, global_numel = self._cache[key]
+        values = values.to(state.device)
+        state.view(-1).index_add_(0, targets, torch.cat([values[rows], numel]))
+        step_state[STEP_SLOT["global_sumsq"]] += total.to(state.device)
+        step_state[STEP_SLOT["global_numel"]] += global_numel
+
+    def _write_detail(self, state, step_state, present, grads) -> None:
+        """Detail steps: |g| sum and max and non-finite counts too."""
         sources, targets, max_rows, max_targets, numel = self._grad_routes(
-            present, detail, state.device
+            present, True, state.device
         )
-        values[:, 3] = numel
+        stats = param_stats(grads, self._ws).to(state.device)  # (n, 4)
+        values = torch.stack(
+            [stats[:, 0], stats[:, 1], stats[:, 3], numel, torch.ones_like(numel)], dim=1
+        )
         flat = state.view(-1)
         flat.index_add_(0, targets, values.view(-1)[sources])
-        if detail:
-            flat.scatter_reduce_(0, max_targets, stats[max_rows, 2], reduce="amax")
-        step_state[STEP_SLOT["global_sumsq"]] += values[:, 0].sum()
+        flat.scatter_reduce_(0, max_targets, stats[max_rows, 2], reduce="amax")
+        step_state[STEP_SLOT["global_sumsq"]] += stats[:, 0].sum()
         step_state[STEP_SLOT["global_numel"]] += numel.sum()
 
     # -- deltas ----------------------------------------------------------------------

@@ -44,6 +44,17 @@ def _saturated(x: torch.Tensor, a: torch.Tensor, kind: str | None) -> tuple[torc
     return torch.zeros(x.shape[0], device=x.device), 0.0
 
 
+def activation_moments(x: torch.Tensor) -> torch.Tensor:
+    """Sum and sum of squares of each member of x (G, ...): shape (2, G), x's dtype.
+
+    The cheap statistics taken at every recorded step (two passes over x).
+    """
+    rows = x.detach().reshape(x.shape[0], -1)
+    if rows.dtype not in (torch.float32, torch.float64):
+        rows = rows.float()
+    return torch.stack([rows.sum(1), torch.linalg.vector_norm(rows, dim=1).square()])
+
+
 def activation_stats(
     x: torch.Tensor,
     feature_dim: int,
@@ -61,7 +72,7 @@ def activation_stats(
         ws: scratch memory reused across calls.
         detail: also count non-finite and saturated elements, the smallest nonzero
             magnitude and the per-unit maximum (several more passes over x); otherwise
-            only count, sum and sum of squares.
+            only count, sum and sum of squares (see activation_moments for those alone).
 
     Returns:
         stats: float64 tensor of shape (G, 8), columns named by COLUMNS.

@@ -23,33 +23,51 @@ STACK_BELOW = 1 << 16
 SUMSQ, ABS_SUM, ABS_MAX, NONFINITE = range(4)
 
 
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    """A 1-D float32/float64 view (or copy) of t, so sums do not overflow half precision."""
-    t = t.detach().reshape(-1)
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """t in float32 or float64, so sums do not overflow half precision; detached."""
+    if t.requires_grad:
+        t = t.detach()
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-def sumsq(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Sum of squares of each tensor, shape (len(tensors),) float64, input order.
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """A 1-D float32/float64 view (or copy) of t."""
+    return _wide(t).reshape(-1)
+
+
+def sumsq_grouped(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+    """Sum of squares of each tensor, in the order of `order` (small tensors first).
 
     Small tensors share one fused `_foreach_norm` call; large ones use a BLAS dot product
     (one pass, twice as fast as a norm kernel on CPU). A handful of ops in all, whatever
-    the number of tensors.
+    the number of tensors; callers that route values by index use `order` directly and
+    skip the reordering that `sumsq` does.
+
+    Returns:
+        values: float64 tensor of shape (len(tensors),); values[k] belongs to
+            tensors[order[k]].
+        order: the input index of each value.
     """
     small = [i for i, t in enumerate(tensors) if t.numel() < STACK_BELOW]
     big = [i for i, t in enumerate(tensors) if t.numel() >= STACK_BELOW]
     parts = []
     if small:
-        norms = torch._foreach_norm([_flat(tensors[i]) for i in small])
-        parts.append(torch.stack(norms).double().square())
+        norms = torch._foreach_norm([_wide(tensors[i]) for i in small])
+        parts.append(torch.stack(norms).square())
     if big:
         flats = [_flat(tensors[i]) for i in big]
-        parts.append(torch.stack([torch.dot(f, f) for f in flats]).double())
-    values = parts[0] if len(parts) == 1 else torch.cat(parts)
-    if not (small and big):
+        parts.append(torch.stack([torch.dot(f, f) for f in flats]))
+    values = parts[0] if len(parts) == 1 else torch.cat([p.to(parts[0].dtype) for p in parts])
+    return values.double(), small + big
+
+
+def sumsq(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum of squares of each tensor, shape (len(tensors),) float64, input order."""
+    values, order = sumsq_grouped(tensors)
+    if order == list(range(len(order))):
         return values
-    order = torch.tensor(small + big, device=values.device)
-    return torch.empty_like(values).index_copy_(0, order, values)
+    where = torch.tensor(order, device=values.device)
+    return torch.empty_like(values).index_copy_(0, where, values)
 
 
 def row_abs(x: torch.Tensor, ws: Workspace | None) -> torch.Tensor:
