@@ -58,10 +58,21 @@ def test_param_stats_count_nonfinite():
     t[3, 4], t[5, 6], t[7, 8] = math.nan, math.inf, -math.inf
     small = torch.randn(10)
     small[0] = math.nan
-    got = param_stats([t, small, torch.ones(10)]).numpy()
-    assert got[:, 3].tolist() == [3.0, 1.0, 0.0]
-    assert math.isnan(got[0, 0]) and math.isnan(got[1, 2])
-    assert math.isclose(got[2, 0], 10.0, rel_tol=1e-6)
+    many = torch.randn(300, 300)  # reduced alone (not stacked): the other code path
+    many.view(-1)[::1000] = math.nan  # 90 NaN
+    got = param_stats([t, small, torch.ones(10), many]).numpy()
+    assert got[:, 3].tolist() == [3.0, 1.0, 0.0, 90.0]
+    # a tensor with NaN/Inf: sums and max are not finite, the count says how many
+    assert not np.isfinite(got[[0, 1, 3], :3]).any() and np.isfinite(got[2, :3]).all()
+    assert math.isclose(got[2, 0], 10.0, rel_tol=1e-6) and got[2, 1:3].tolist() == [10, 1]
+
+
+def test_param_stats_huge_finite_values_are_not_nonfinite():
+    """Exploded but finite gradients (|g| = 1e29, sums past 1e30) count no non-finite."""
+    t = torch.full((50,), 1e29)
+    got = param_stats([t, t.repeat(2000)]).numpy()
+    assert got[:, 3].tolist() == [0.0, 0.0]
+    np.testing.assert_allclose(got[:, 1], [50 * 1e29, 100000 * 1e29], rtol=1e-6)
 
 
 def test_param_stats_rejects_empty():

@@ -87,12 +87,22 @@ def row_nonfinite(abs_x: torch.Tensor) -> torch.Tensor:
     return abs_x.mul_(0).nan_to_num_(nan=1.0).sum(1)
 
 
+def row_sumsq(x: torch.Tensor) -> torch.Tensor:
+    """Sum of squares of each row of x (G, n): a BLAS dot for one row, else a norm."""
+    if x.shape[0] == 1:
+        return torch.dot(x[0], x[0]).reshape(1)
+    return torch.linalg.vector_norm(x, dim=1).square()
+
+
 def _rows_stats(x: torch.Tensor, ws: Workspace | None) -> torch.Tensor:
-    """Rows x (G, n) -> (G, 4): sumsq, abs_sum, abs_max, nonfinite (float64)."""
+    """Rows x (G, n) -> (G, 4): sumsq, abs_sum, abs_max, nonfinite (float64).
+
+    A NaN/Inf makes the sum of squares and of |x| NaN/Inf and the max |x| NaN/Inf: the
+    count column says how many there were.
+    """
     a = row_abs(x, ws)
-    sq = torch.linalg.vector_norm(x, dim=1).double().square()
-    cols = [sq, a.sum(1).double(), a.amax(1).double(), row_nonfinite(a).double()]
-    return torch.stack(cols, dim=1)
+    cols = [row_sumsq(x), a.sum(1), a.amax(1), row_nonfinite(a)]
+    return torch.stack([c.double() for c in cols], dim=1)
 
 
 def _row_groups(tensors: Sequence[torch.Tensor]) -> list[list[int]]:
@@ -153,6 +163,6 @@ def diff_stats(
     results = []
     for g in groups:
         rows = _rows(prev, g)
-        sq = torch.linalg.vector_norm(rows, dim=1).double().square()
+        sq = row_sumsq(rows).double()
         results.append(torch.stack([sq, row_abs(rows, ws).sum(1).double()], dim=1))
     return _in_order(len(prev), groups, results)
