@@ -23,6 +23,7 @@ import gradprobe as gp
 
 VARIANTS = {
     "control: no probe": None,  # two bare copies: the noise floor of the method
+    "no-op hooks only": "noop",  # the floor any hook-based monitor pays
     "default": {},
     "default, run_dir": {"run_dir": True},
     "detail_every=1": {"detail_every": 1},
@@ -65,6 +66,18 @@ class Trainer:
         return (time.perf_counter() - start) / n
 
 
+def _attach_noop_hooks(trainer: Trainer) -> None:
+    """The hooks gradprobe registers (every module, the optimizer's step), doing nothing."""
+
+    def noop(*args):
+        return None
+
+    for module in trainer.model.modules():
+        module.register_forward_hook(noop)
+    trainer.opt.register_step_pre_hook(noop)
+    trainer.opt.register_step_post_hook(noop)
+
+
 def measure(build, n_in, n_out, batch, options, repeats, block) -> tuple[float, float]:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -76,7 +89,9 @@ def measure(build, n_in, n_out, batch, options, repeats, block) -> tuple[float, 
     bare, watched = Trainer(base, batches), Trainer(copy.deepcopy(base), batches)
     tmp = tempfile.TemporaryDirectory()
     probe = None
-    if options is not None:
+    if options == "noop":
+        _attach_noop_hooks(watched)
+    elif options is not None:
         opts = dict(options)
         if opts.pop("run_dir", False):
             opts["run_dir"] = tmp.name

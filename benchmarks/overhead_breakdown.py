@@ -1,0 +1,82 @@
+"""Where the probe's time goes inside a training loop: its hooks and step, timed in place.
+
+Wraps the probe's hook and step functions with perf_counter and trains a bare and a
+watched copy of the model alternately; prints the watched-minus-bare step time and each
+part's time per step. Micro-benchmarks of the same kernels run 3-5x faster than here,
+where the caches are cold after the backward.
+
+    python benchmarks/overhead_breakdown.py                 # both models, default probe
+    python benchmarks/overhead_breakdown.py --detail-every 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import time
+
+import torch
+from overhead import MODELS, Trainer
+
+import gradprobe as gp
+from gradprobe.probe import capture, probe, step_stats
+
+PARTS = [
+    (probe.Probe, "_on_layer_forward"),
+    (probe.Probe, "_on_activation"),
+    (probe.Probe, "_collect"),
+    (probe.Probe, "_end_step"),
+    (step_stats.StepStats, "grads"),
+    (step_stats.StepStats, "deltas"),
+    (step_stats.StepStats, "weights_and_update"),
+    (step_stats.StepStats, "snapshot"),
+    (capture.ForwardCapture, "_reduce"),
+]
+
+
+def _timed(totals, name, fn):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[name] += time.perf_counter() - start
+
+    return wrapper
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--detail-every", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=500)
+    args = parser.parse_args()
+    totals: collections.Counter = collections.Counter()
+    for cls, name in PARTS:
+        setattr(cls, name, _timed(totals, f"{cls.__name__}.{name}", getattr(cls, name)))
+    for model_name, (build, n_in, n_out, batch) in MODELS.items():
+        torch.manual_seed(0)
+        g = torch.Generator().manual_seed(0)
+        batches = [
+            (torch.randn(batch, n_in, generator=g), torch.randint(0, n_out, (batch,), generator=g))
+            for _ in range(8)
+        ]
+        base = build()
+        bare, watched = Trainer(base, batches), Trainer(copy.deepcopy(base), batches)
+        p = gp.watch(watched.model, watched.opt, detail_every=args.detail_every)
+        bare.run(20), watched.run(20)
+        totals.clear()
+        blocks = args.steps // 50
+        t_bare = t_watched = 0.0
+        for _ in range(blocks):  # alternate, as benchmarks/overhead.py does
+            t_bare += bare.run(50) / blocks
+            t_watched += watched.run(50) / blocks
+        p.close()
+        print(f"\n{model_name}, detail_every={args.detail_every}")
+        print(f"  bare {t_bare * 1e3:.2f} ms, watched {t_watched * 1e3:.2f} ms per step")
+        for name, seconds in totals.most_common():
+            print(f"  {name:<36} {seconds / (blocks * 50) * 1e3:7.3f} ms per step")
+
+
+if __name__ == "__main__":
+    main()
