@@ -78,7 +78,8 @@ def _attach_noop_hooks(trainer: Trainer) -> None:
     trainer.opt.register_step_post_hook(noop)
 
 
-def measure(build, n_in, n_out, batch, options, repeats, block) -> tuple[float, float]:
+def twin_trainers(build, n_in: int, n_out: int, batch: int) -> tuple[Trainer, Trainer]:
+    """Two trainers of identical copies of a model, on the same 8 seeded batches."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     batches = [
@@ -86,7 +87,11 @@ def measure(build, n_in, n_out, batch, options, repeats, block) -> tuple[float, 
         for _ in range(8)
     ]
     base = build()
-    bare, watched = Trainer(base, batches), Trainer(copy.deepcopy(base), batches)
+    return Trainer(base, batches), Trainer(copy.deepcopy(base), batches)
+
+
+def measure(build, n_in, n_out, batch, options, repeats, block) -> tuple[float, float]:
+    bare, watched = twin_trainers(build, n_in, n_out, batch)
     tmp = tempfile.TemporaryDirectory()
     probe = None
     if options == "noop":

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import collections
-import copy
 import time
 
-import torch
-from overhead import MODELS, Trainer
+from overhead import MODELS, twin_trainers
 
 import gradprobe as gp
 from gradprobe.probe import capture, probe, step_stats
@@ -55,14 +53,7 @@ def main() -> None:
     for cls, name in PARTS:
         setattr(cls, name, _timed(totals, f"{cls.__name__}.{name}", getattr(cls, name)))
     for model_name, (build, n_in, n_out, batch) in MODELS.items():
-        torch.manual_seed(0)
-        g = torch.Generator().manual_seed(0)
-        batches = [
-            (torch.randn(batch, n_in, generator=g), torch.randint(0, n_out, (batch,), generator=g))
-            for _ in range(8)
-        ]
-        base = build()
-        bare, watched = Trainer(base, batches), Trainer(copy.deepcopy(base), batches)
+        bare, watched = twin_trainers(build, n_in, n_out, batch)
         p = gp.watch(watched.model, watched.opt, detail_every=args.detail_every)
         bare.run(20), watched.run(20)
         totals.clear()
