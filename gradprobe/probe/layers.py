@@ -140,6 +140,18 @@ def discover(model: nn.Module, unknown: str = "hook") -> list[Layer]:
     return layers
 
 
+def describe(layer: Layer, activation: str | None, hooked: bool) -> dict:
+    """The layer's entry in a Record's layer_info."""
+    return {
+        "name": layer.name,
+        "type": layer.type,
+        "activation": activation,
+        "n_params": layer.n_params,
+        "feature_dim": layer.spec.feature_dim,
+        "delta_source": "bias_grad" if layer.delta_from_bias and not hooked else "output_hook",
+    }
+
+
 def first_tensor(output) -> torch.Tensor | None:
     """The tensor a layer's output gradient is taken at: the output, or its first tensor."""
     if isinstance(output, torch.Tensor):

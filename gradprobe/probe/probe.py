@@ -5,13 +5,10 @@ from __future__ import annotations
 import atexit
 import math
 import sys
-import time
-import warnings
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -19,29 +16,19 @@ from gradprobe.probe.activations import activation_kind
 from gradprobe.probe.buffer import StepBuffer
 from gradprobe.probe.capture import ForwardCapture
 from gradprobe.probe.deltas import DeltaAccumulator
-from gradprobe.probe.layers import Layer, discover, first_tensor
+from gradprobe.probe.flush import Flusher, Sink
+from gradprobe.probe.layers import Layer, describe, discover, first_tensor
 from gradprobe.probe.schedule import Schedule, as_schedule
 from gradprobe.probe.step_stats import StepStats
-from gradprobe.stats import Workspace, derive, derive_steps
+from gradprobe.stats import Workspace
 from gradprobe.stats.derivation import STEP_SLOT
 
 DELTA_MODES = ("auto", "hook")
 
 # Weight change keeps one copy of the weights; by default only while that copy is at most
 # this size (DESIGN.md: "on by default only while it is cheap"). 256 MiB is a small share
-# of any training machine's memory and ~0.1 s of copying at 2 GB/s per step.
+# of any training machine's memory; the copy is refreshed on detail steps only.
 WEIGHT_CHANGE_AUTO_BYTES = 256 * 2**20
-
-
-class Sink(Protocol):
-    """Where flushed steps go: memory, or a run directory (see gradprobe.record.sink)."""
-
-    def write_layers(self, layer_info: list[dict]) -> None: ...
-    def append(self, steps: np.ndarray, values: dict, step_values: dict) -> None: ...
-    def set_meta(self, **fields: Any) -> None: ...
-    def finish(self, status: str, error: str | None = None) -> None: ...
-    def record(self) -> Any: ...
-    def last_step(self) -> int | None: ...
 
 
 def _check_model(model: Any) -> None:
@@ -68,6 +55,25 @@ def _check_optimizer(optimizer: Any, model: nn.Module) -> None:
         raise ValueError("optimizer holds none of the model's parameters: is it another model's?")
 
 
+def _check_options(delta: str, flush_every: Any, flush_secs: Any) -> None:
+    if delta not in DELTA_MODES:
+        raise ValueError(f"delta={delta!r} is not one of: {', '.join(DELTA_MODES)}")
+    if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+        raise ValueError(f"flush_every={flush_every!r} must be a positive int")
+    number = isinstance(flush_secs, (int, float)) and not isinstance(flush_secs, bool)
+    if not number or not math.isfinite(flush_secs) or flush_secs <= 0:
+        raise ValueError(f"flush_secs={flush_secs!r} must be a positive number of seconds")
+
+
+def status_of(exc: BaseException | None) -> tuple[str, str | None]:
+    """(status, error) of a run ending with `exc` propagating (None: a normal end)."""
+    if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+        return "done", None
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "KeyboardInterrupt"
+    return "failed", f"{type(exc).__name__}: {exc}"
+
+
 class Probe:
     """Records per-layer gradient flow of a model, step by step. Use `gradprobe.watch`.
 
@@ -92,17 +98,7 @@ class Probe:
     ) -> None:
         _check_model(model)
         _check_optimizer(optimizer, model)
-        if delta not in DELTA_MODES:
-            raise ValueError(f"delta={delta!r} is not one of: {', '.join(DELTA_MODES)}")
-        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
-            raise ValueError(f"flush_every={flush_every!r} must be a positive int")
-        if (
-            isinstance(flush_secs, bool)
-            or not isinstance(flush_secs, (int, float))
-            or not math.isfinite(flush_secs)
-            or flush_secs <= 0
-        ):
-            raise ValueError(f"flush_secs={flush_secs!r} must be a positive number of seconds")
+        _check_options(delta, flush_every, flush_secs)
         self._schedule = as_schedule(every)
         self._detail_schedule = as_schedule(detail_every, name="detail_every")
         self.model = model
@@ -120,21 +116,17 @@ class Probe:
         self._deltas = DeltaAccumulator()
         self._activations = activations
         self._delta_mode = delta
-        stats = StepStats(self._layers, False, self._ws)
+        self._stats = StepStats(self._layers, False, self._ws)
         if weight_change is None:
-            weight_change = stats.snapshot_bytes <= WEIGHT_CHANGE_AUTO_BYTES
-        stats.weight_change = bool(weight_change)
-        self._stats = stats
+            weight_change = self._stats.snapshot_bytes <= WEIGHT_CHANGE_AUTO_BYTES
+        self._stats.weight_change = bool(weight_change)
         self._buffer = StepBuffer(len(self._layers), flush_every, self._device)
-        self._flush_secs = flush_secs
-        self._last_flush = time.monotonic()
         self._order: list[int] = []
         self._seen: set[int] = set()
         self._ran: set[int] = set()  # layers whose forward ran in this step
-        self._layers_written = False
         self._forward_since_step = False
-        self._first_nonfinite: dict | None = None
-        self._sink = sink = make_sink()  # only now: a bad argument creates no run dir
+        sink = make_sink()  # only now: a bad argument creates no run dir
+        self._flusher = Flusher(self._buffer, sink, flush_secs, self._layer_order)
         last = sink.last_step()
         self._step = 0 if last is None else last + 1
         self._recording = self._detail = False
@@ -181,7 +173,8 @@ class Probe:
             return
         if not self._forward_since_step:  # first layer of the step: flush what is due
             self._forward_since_step = True
-            self._flush_if_due()
+            if self._flusher.due():
+                self.flush()
         if not self._recording:
             return
         out = first_tensor(output)
@@ -284,84 +277,26 @@ class Probe:
         step_state[STEP_SLOT["loss_count"]] += 1.0
 
     # -- flushing --------------------------------------------------------------------
-    def _flush_if_due(self) -> None:
-        if not self._buffer.steps:
-            return
-        if self._buffer.full or time.monotonic() - self._last_flush >= self._flush_secs:
-            self.flush()
-
     def layer_info(self) -> list[dict]:
         """One dict per layer, in forward order (layers never run come last)."""
-        order = self._order + [i for i in range(len(self._layers)) if i not in self._seen]
-        info = []
-        for i in order:
-            layer = self._layers[i]
-            info.append(
-                {
-                    "name": layer.name,
-                    "type": layer.type,
-                    "activation": self._capture.activation_names.get(i),
-                    "n_params": layer.n_params,
-                    "feature_dim": layer.spec.feature_dim,
-                    "delta_source": "bias_grad"
-                    if layer.delta_from_bias and self._delta_mode == "auto"
-                    else "output_hook",
-                }
-            )
-        return info
+        names = self._capture.activation_names
+        hooked = self._delta_mode == "hook"
+        return [describe(self._layers[i], names.get(i), hooked) for i in self._column_order()]
 
     def _column_order(self) -> list[int]:
         return self._order + [i for i in range(len(self._layers)) if i not in self._seen]
 
     def flush(self) -> None:
         """Copy the recorded steps to the host and hand them to the sink (run dir / memory)."""
-        self._last_flush = time.monotonic()
-        if not self._buffer.steps:
-            return
-        if not self._layers_written:
-            self._column_order_fixed = self._column_order()
-            self._sink.write_layers(self.layer_info())
-            self._layers_written = True
-        steps, states, step_states = self._buffer.drain()
-        order = self._column_order_fixed
-        values = {q: v[:, order] for q, v in derive(states).items()}
-        step_values = derive_steps(step_states)
-        self._sink.append(steps, values, step_values)
-        logged = step_states[:, STEP_SLOT["loss_count"]] > 0
-        loss_bad = logged & ~np.isfinite(step_states[:, STEP_SLOT["loss_sum"]])
-        self._note_nonfinite(steps, values, loss_bad)
+        self._flusher.flush()
 
-    def _note_nonfinite(self, steps, values, loss_bad) -> None:
-        if self._first_nonfinite is not None:
-            return
-        act_bad = np.nan_to_num(values["act_nonfinite"]) > 0
-        grad_bad = np.nan_to_num(values["grad_nonfinite"]) > 0
-        with np.errstate(invalid="ignore"):
-            grad_bad |= np.isinf(values["grad_norm"]) | np.isinf(values["delta_norm"])
-        bad_step = act_bad.any(axis=1) | grad_bad.any(axis=1) | loss_bad
-        if not bad_step.any():
-            return
-        row = int(np.argmax(bad_step))
-        names = [self._layers[i].name for i in self._column_order_fixed]
-        act, grad = act_bad[row], grad_bad[row]
-        if act.any():
-            where, layer = "forward", names[int(np.argmax(act))]
-        elif loss_bad[row]:
-            where, layer = "loss", None
-        else:
-            where, layer = "backward", names[len(names) - 1 - int(np.argmax(grad[::-1]))]
-        self._first_nonfinite = {"step": int(steps[row]), "layer": layer, "where": where}
-        warnings.warn(
-            f"gradprobe: first non-finite value at step {int(steps[row])}, "
-            f"{'layer ' + repr(layer) if layer else 'the loss'} ({where} pass)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    def _layer_order(self) -> tuple[list[int], list[dict]]:
+        return self._column_order(), self.layer_info()
 
     @property
     def first_nonfinite(self) -> dict | None:
         """{"step", "layer", "where"} of the first NaN/Inf flushed so far, or None."""
-        return self._first_nonfinite
+        return self._flusher.first_nonfinite
 
     # -- lifetime --------------------------------------------------------------------
     def _require_open(self) -> None:
@@ -380,19 +315,11 @@ class Probe:
         self._closed = True
         atexit.unregister(self._at_exit)
         if status is None:
-            exc = sys.exc_info()[1]
-            if isinstance(exc, KeyboardInterrupt):
-                status, error = "interrupted", "KeyboardInterrupt"
-            elif isinstance(exc, SystemExit) and exc.code in (0, None):
-                status = "done"
-            elif exc is not None:
-                status, error = "failed", f"{type(exc).__name__}: {exc}"
-            else:
-                status = "done"
+            status, error = status_of(sys.exc_info()[1])
         try:
             self.flush()
         finally:
-            self._sink.finish(status, error)
+            self._flusher.sink.finish(status, error)
 
     def _at_exit(self) -> None:
         self.close("interrupted", "the process exited before probe.close()")
@@ -401,18 +328,13 @@ class Probe:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None or (issubclass(exc_type, SystemExit) and exc.code in (0, None)):
-            self.close("done")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.close("interrupted", "KeyboardInterrupt")
-        else:
-            self.close("failed", f"{exc_type.__name__}: {exc}")
+        self.close(*status_of(exc))
 
     def record(self):
         """A Record of every step so far (flushes first)."""
         if not self._closed:
             self.flush()
-        return self._sink.record()
+        return self._flusher.sink.record()
 
     # -- introspection ---------------------------------------------------------------
     @property

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gradprobe.record.nonfinite import first_nonfinite
+from gradprobe.stats.nonfinite import first_nonfinite
 
 
 def _canonical_order() -> list[str]:
@@ -229,7 +229,7 @@ class Record:
         return {q: self._values[q][:, i] for q in self.quantities}
 
     def first_nonfinite(self) -> dict[str, Any] | None:
-        """Where a non-finite value first appeared; see `gradprobe.record.nonfinite`.
+        """Where a non-finite value first appeared; see `gradprobe.stats.nonfinite`.
 
         Returns:
             None, or {"step": int, "layer": str | None, "where": "forward" | "loss" |

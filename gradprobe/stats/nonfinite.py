@@ -1,4 +1,4 @@
-"""Where a non-finite value first appeared in a record: forward, loss or backward.
+"""Where a non-finite value first appeared: forward, loss or backward (numpy only).
 
 A Record writes NaN for "not measured", so a NaN alone is no evidence: a layer without a
 bias has a NaN `bias_grad_norm` at every step, and a loss that was never logged is NaN
@@ -78,6 +78,7 @@ def first_nonfinite(
     layers: Sequence[str],
     values: Mapping[str, np.ndarray],
     loss: np.ndarray,
+    loss_bad: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     """The first step where anything was non-finite, and where it showed first.
 
@@ -86,6 +87,8 @@ def first_nonfinite(
         layers: layer names in forward order, length n_layers.
         values: quantity -> array of shape (n_steps, n_layers); missing ones are skipped.
         loss: array of shape (n_steps,), NaN where not logged.
+        loss_bad: where the caller knows which steps logged a non-finite loss (the probe
+            does), that mask of shape (n_steps,); else it is inferred from `loss`.
 
     Returns:
         None when nothing was non-finite, else {"step", "layer", "where"}: "forward" with
@@ -96,7 +99,10 @@ def first_nonfinite(
     shape = (len(steps), len(layers))
     forward = _count_positive(values, "act_nonfinite", shape)
     backward = _backward_mask(values, shape)
-    bad_loss = went_nonfinite(np.asarray(loss, dtype=np.float64).reshape(-1, 1))[:, 0]
+    if loss_bad is None:
+        bad_loss = went_nonfinite(np.asarray(loss, dtype=np.float64).reshape(-1, 1))[:, 0]
+    else:
+        bad_loss = np.asarray(loss_bad, dtype=bool)
     bad_step = forward.any(axis=1) | bad_loss | backward.any(axis=1)
     if not bad_step.any():
         return None
