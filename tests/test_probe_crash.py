@@ -171,7 +171,10 @@ def test_real_sigint_flushes_everything(tmp_path):
     assert rec.status == "interrupted"
     assert rec.meta["error"] == "KeyboardInterrupt"
     assert "status_inferred" not in rec.meta
-    assert_complete(rec, n, printed_losses(stdout))
+    # the signal may land inside the probe's step-end hook, after the optimizer step was
+    # counted: that one step's statistics may be missing, never an earlier one
+    assert len(rec) in (n - 1, n)
+    assert_complete(rec, len(rec), printed_losses(stdout))
 
 
 def test_exit_without_close_is_interrupted(tmp_path):

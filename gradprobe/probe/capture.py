@@ -66,21 +66,22 @@ class ForwardCapture:
         return bool(self._pending)
 
     def _groups(self) -> list[tuple[tuple, list[_Pending]]]:
+        """Pending activations grouped by (shape, dtype, device, unit axis, kind).
+
+        A layer called twice may sit twice in a group: its rows are summed (index_add)
+        and min-reduced like any other, so nothing needs splitting.
+        """
         groups: dict[tuple, list[_Pending]] = {}
-        members: dict[tuple, set[int]] = {}
         for p in self._pending:
             t = p.tensor
             if t._version != p.version:
                 self._warn_inplace(p.layer)
                 continue
-            if t.dim() == 0 or not t.is_floating_point():
+            shape, dtype = t.shape, t.dtype
+            if not shape or not dtype.is_floating_point:
                 continue
-            fd = p.layer.spec.feature_dim % t.dim()
-            key = (tuple(t.shape), t.dtype, t.device, fd, p.kind)
-            while p.layer.index in members.get(key, ()):
-                key = (*key, "again")  # a layer called twice: each group holds it once
+            key = (shape, dtype, t.device, p.layer.spec.feature_dim % len(shape), p.kind)
             groups.setdefault(key, []).append(p)
-            members.setdefault(key, set()).add(p.layer.index)
         return list(groups.items())
 
     def _routing(self, layers: tuple[int, ...], device) -> tuple[torch.Tensor, torch.Tensor]:

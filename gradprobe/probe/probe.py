@@ -230,6 +230,9 @@ class Probe:
 
     @torch.no_grad()
     def _end_step(self) -> None:
+        # Count the step first: the optimizer has already taken it. A Ctrl-C landing in
+        # this method then loses at most this step's statistics, never the count.
+        step, self._step = self._step, self._step + 1
         if self._recording:
             state, step_state = self._buffer.current()
             if self._capture.has_pending:
@@ -240,13 +243,12 @@ class Probe:
             self._stats.dead(state, self._capture.take_feature_max())
             if self._detail:
                 self._stats.weights_and_update(state)
-            self._buffer.commit(self._step)
+            self._buffer.commit(step)
         else:
             self._deltas.take()
             self._capture.discard()
         self._forward_since_step = False
         self._ran = set()
-        self._step += 1
         self._plan_step()
 
     def log_loss(self, loss: torch.Tensor | float) -> None:

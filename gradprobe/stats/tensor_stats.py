@@ -36,29 +36,33 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 
 
 def sumsq_grouped(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
-    """Sum of squares of each tensor, in the order of `order` (small tensors first).
+    """Sum of squares of each tensor, in the order of `order` (grouped by shape).
 
-    Small tensors share one fused `_foreach_norm` call; large ones use a BLAS dot product
-    (one pass, twice as fast as a norm kernel on CPU). A handful of ops in all, whatever
-    the number of tensors; callers that route values by index use `order` directly and
-    skip the reordering that `sumsq` does.
+    Small tensors of one shape are stacked and reduced in one kernel (on CPU
+    `_foreach_norm` is a loop of per-tensor norms: 1.6 us each, 0.2 ms for 128 tensors);
+    large ones use a BLAS dot product (one pass, twice as fast as a norm kernel on CPU).
+    Callers that route values by index use `order` directly and skip the reordering
+    that `sumsq` does.
 
     Returns:
         values: float64 tensor of shape (len(tensors),); values[k] belongs to
             tensors[order[k]].
         order: the input index of each value.
     """
-    small = [i for i, t in enumerate(tensors) if t.numel() < STACK_BELOW]
-    big = [i for i, t in enumerate(tensors) if t.numel() >= STACK_BELOW]
-    parts = []
-    if small:
-        norms = torch._foreach_norm([_wide(tensors[i]) for i in small])
-        parts.append(torch.stack(norms).square())
-    if big:
-        flats = [_flat(tensors[i]) for i in big]
-        parts.append(torch.stack([torch.dot(f, f) for f in flats]))
-    values = parts[0] if len(parts) == 1 else torch.cat([p.to(parts[0].dtype) for p in parts])
-    return values.double(), small + big
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tensors):
+        key = (t.shape, t.dtype, t.device) if t.numel() < STACK_BELOW else ("single", i)
+        groups.setdefault(key, []).append(i)
+    parts, order = [], []
+    for idx in groups.values():
+        order += idx
+        if len(idx) == 1:
+            f = _flat(tensors[idx[0]])
+            parts.append(torch.dot(f, f).reshape(1).double())
+        else:
+            x = _wide(torch.stack([tensors[i] for i in idx])).reshape(len(idx), -1)
+            parts.append(torch.linalg.vector_norm(x, dim=1).double().square())
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)), order
 
 
 def sumsq(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
