@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from dataclasses import dataclass
 
 import torch
 
@@ -24,12 +23,13 @@ _MIN_SLOT = SLOT[COLUMNS[-1]]
 assert [SLOT[c] for c in COLUMNS] == list(range(_A0, _A0 + len(COLUMNS))), "slots out of order"
 
 
-@dataclass
 class _Pending:
-    layer: Layer
-    tensor: torch.Tensor
-    version: int
-    kind: str | None = None
+    """A layer's activation noted in a forward hook (slots: hooks run per layer per pass)."""
+
+    __slots__ = ("layer", "tensor", "version", "kind")
+
+    def __init__(self, layer: Layer, tensor: torch.Tensor, kind: str | None = None) -> None:
+        self.layer, self.tensor, self.version, self.kind = layer, tensor, tensor._version, kind
 
 
 class ForwardCapture:
@@ -47,7 +47,7 @@ class ForwardCapture:
     def add(self, layer: Layer, out: torch.Tensor) -> None:
         """Note a layer's output (its activation unless an activation module follows)."""
         self._last = (weakref.ref(out), len(self._pending))
-        self._pending.append(_Pending(layer, out, out._version))
+        self._pending.append(_Pending(layer, out))
 
     def attribute(self, inp, out, kind: str | None, name: str) -> None:
         """An activation module ran; if its input is the last layer output, it is phi(z)."""
@@ -57,7 +57,7 @@ class ForwardCapture:
         if not isinstance(inp, torch.Tensor) or ref() is not inp:
             return
         entry = self._pending[pos]
-        self._pending[pos] = _Pending(entry.layer, out, out._version, kind)
+        entry.tensor, entry.version, entry.kind = out, out._version, kind
         self.activation_names[entry.layer.index] = name
         self._last = None
 
@@ -93,14 +93,14 @@ class ForwardCapture:
             self._targets[key] = (summed, (rows + _MIN_SLOT).reshape(-1))
         return self._targets[key]
 
-    def _reduce(self, groups, detail: bool) -> tuple[torch.Tensor, list[_Pending], list]:
+    def _reduce(self, groups) -> tuple[torch.Tensor, list[_Pending], list]:
         """(n_members, len(COLUMNS)) statistics, in detail; the members; ReLU maxima."""
         stats, members, maxima = [], [], []
         for key, group in groups:
             fd, kind = key[3], key[4]
             tensors = [m.tensor.detach() for m in group]
             x = torch.stack(tensors) if len(tensors) > 1 else tensors[0].unsqueeze(0)
-            s, fmax = activation_stats(x, fd + 1, kind, self._ws, detail)
+            s, fmax = activation_stats(x, fd + 1, kind, self._ws)
             stats.append(s)
             members += group
             if fmax is not None:
@@ -128,7 +128,7 @@ class ForwardCapture:
             if not recheck or bool(torch.isfinite(moments[1:].sum()).item()):
                 self._write_moments(state, groups, moments)
                 return
-        values, members, maxima = self._reduce(groups, True)
+        values, members, maxima = self._reduce(groups)
         for group, fmax in maxima:
             self._merge_feature_max(group, fmax)
         values = values.to(state.device)  # (n_members, len(COLUMNS))
@@ -140,14 +140,11 @@ class ForwardCapture:
     @staticmethod
     def _moments(groups) -> torch.Tensor:
         """(3, n_members): element count, sum and sum of squares, every group at once."""
-        parts = []
+        stacks = []
         for _key, group in groups:
-            tensors = [m.tensor.detach() for m in group]
-            x = torch.stack(tensors) if len(tensors) > 1 else tensors[0].unsqueeze(0)
-            parts.append(activation_moments(x).to(torch.float64))
-        sums = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        counts = [float(m.tensor.numel()) for _key, group in groups for m in group]
-        return torch.cat([sums.new_tensor(counts).unsqueeze(0), sums])
+            tensors = [m.tensor for m in group]
+            stacks.append(torch.stack(tensors) if len(tensors) > 1 else tensors[0].unsqueeze(0))
+        return activation_moments(stacks)
 
     def _write_moments(self, state: torch.Tensor, groups, moments: torch.Tensor) -> None:
         layers = tuple(m.layer.index for _key, group in groups for m in group)

@@ -152,7 +152,7 @@ class Probe:
             for module in self.model.modules():
                 is_act, kind = activation_kind(module)
                 if is_act and next(module.parameters(recurse=False), None) is None:
-                    hook = partial(self._on_activation, kind)
+                    hook = partial(self._on_activation, kind, type(module).__name__)
                     self._handles.append(module.register_forward_hook(hook))
         # registered last: runs after the root's own layer hook, at the end of forward
         self._handles.append(self.model.register_forward_hook(self._on_model_forward))
@@ -189,9 +189,9 @@ class Probe:
         if self._delta_mode == "hook" or not layer.delta_from_bias:
             self._deltas.attach(layer, out)
 
-    def _on_activation(self, kind: str | None, module, args, output) -> None:
-        if self._live() and args:
-            self._capture.attribute(args[0], output, kind, type(module).__name__)
+    def _on_activation(self, kind: str | None, name: str, module, args, output) -> None:
+        if self._recording and args and not self._closed and torch.is_grad_enabled():
+            self._capture.attribute(args[0], output, kind, name)
 
     def _on_model_forward(self, module, args, output) -> None:
         if self._live() and self._capture.has_pending:

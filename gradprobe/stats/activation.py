@@ -44,15 +44,29 @@ def _saturated(x: torch.Tensor, a: torch.Tensor, kind: str | None) -> tuple[torc
     return torch.zeros(x.shape[0], device=x.device), 0.0
 
 
-def activation_moments(x: torch.Tensor) -> torch.Tensor:
-    """Sum and sum of squares of each member of x (G, ...): shape (2, G), x's dtype.
+def activation_moments(groups: list[torch.Tensor]) -> torch.Tensor:
+    """Element count, sum and sum of squares of every member of several groups.
 
-    The cheap statistics taken at every recorded step (two passes over x).
+    The cheap statistics taken at every recorded step: two passes over each group and a
+    fixed handful of ops for all groups together.
+
+    Args:
+        groups: tensors of shape (G_i, ...), each a stack of same-shaped activations.
+
+    Returns:
+        float64 tensor of shape (3, sum of G_i): counts, sums, sums of squares.
     """
-    rows = x.detach().reshape(x.shape[0], -1)
-    if rows.dtype not in (torch.float32, torch.float64):
-        rows = rows.float()
-    return torch.stack([rows.sum(1), torch.linalg.vector_norm(rows, dim=1).square()])
+    sums, norms, counts = [], [], []
+    for x in groups:
+        rows = x.detach().reshape(x.shape[0], -1)
+        if rows.dtype not in (torch.float32, torch.float64):
+            rows = rows.float()
+        sums.append(rows.sum(1))
+        norms.append(torch.linalg.vector_norm(rows, dim=1))
+        counts += [float(rows.shape[1])] * rows.shape[0]
+    total = torch.cat(sums) if len(sums) > 1 else sums[0]
+    norm = torch.cat(norms) if len(norms) > 1 else norms[0]
+    return torch.stack([total.new_tensor(counts), total, norm.square()]).double()
 
 
 def activation_stats(
@@ -60,9 +74,8 @@ def activation_stats(
     feature_dim: int,
     kind: str | None = None,
     ws: Workspace | None = None,
-    detail: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Sufficient statistics of G activations of one shape.
+    """Every statistic of G activations of one shape (activation_moments: the cheap ones).
 
     Args:
         x: activations of shape (G, ...), one member per layer.
@@ -70,13 +83,10 @@ def activation_stats(
         kind: "sigmoid" or "tanh" (saturation is counted), "relu" (dead units are
             tracked), or None.
         ws: scratch memory reused across calls.
-        detail: also count non-finite and saturated elements, the smallest nonzero
-            magnitude and the per-unit maximum (several more passes over x); otherwise
-            only count, sum and sum of squares (see activation_moments for those alone).
 
     Returns:
         stats: float64 tensor of shape (G, 8), columns named by COLUMNS.
-        feature_max: with detail and kind "relu", the max over every non-unit dimension,
+        feature_max: for kind "relu", the max over every non-unit dimension,
             shape (G, F), from which a unit dead over the whole batch (max <= 0) is
             counted; else None.
     """
@@ -88,9 +98,6 @@ def activation_stats(
     total = rows.sum(1)
     sq = torch.linalg.vector_norm(rows, dim=1).square()
     zeros = torch.zeros(g, dtype=total.dtype, device=x.device)
-    if not detail:
-        cols = [zeros + n, total, sq, zeros, zeros, zeros, zeros, zeros + math.inf]
-        return torch.stack(cols, dim=1).double(), None
     a = row_abs(rows, ws)
     sat, sat_n = _saturated(rows, a, kind)
     abs_min = torch.where(a > 0, a, math.inf).amin(1)
