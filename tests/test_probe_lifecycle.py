@@ -736,3 +736,15 @@ def test_memory_record_matches_run_dir(tmp_path):
     for q in a.quantities:
         np.testing.assert_array_equal(a[q], b[q], err_msg=q)
     assert math.isfinite(a["weight_norm"][0, 0])
+
+
+def test_run_json_records_device_layers_and_seed(tmp_path):
+    torch.manual_seed(1234)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with gp.watch(model, run_dir=tmp_path / "run"):
+        pass
+    meta = gp.load(tmp_path / "run").meta
+    assert meta["torch_seed"] == 1234
+    assert meta["device"] == "cpu"
+    assert meta["layers"] == ["0", "2"]
+    assert meta["status"] == "done"

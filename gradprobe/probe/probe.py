@@ -140,7 +140,11 @@ class Probe:
             raise
         if self._detail and optimizer is None:
             self._stats.snapshot()
-        sink.set_meta(device=str(self._device), layers=[layer.name for layer in self._layers])
+        sink.set_meta(
+            device=str(self._device),
+            layers=[layer.name for layer in self._layers],
+            torch_seed=torch.initial_seed(),  # the seed torch's default generator started from
+        )
         atexit.register(self._at_exit)
 
     # -- hooks -----------------------------------------------------------------------
