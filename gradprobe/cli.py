@@ -124,7 +124,8 @@ def layer_table(rec: Record, quantities: list[str]) -> Table:
     table.add_column("layer")
     table.add_column("type")
     for q in quantities:
-        table.add_column(q, justify="right")
+        # "delta_norm" -> "delta_" / "norm": full names that fit an 80-column terminal
+        table.add_column(q.replace("_", "_\n", 1), justify="right")
     for i, info in enumerate(rec.layer_info):
         cells = [fmt(_last_measured(rec[q][:, i])) if q in rec else "-" for q in quantities]
         table.add_row(info["name"], info.get("type") or "-", *cells)

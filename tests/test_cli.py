@@ -46,11 +46,12 @@ def make_run(path: Path) -> Path:
 GOLDEN_SHOW = """\
 exp1: done, 3 steps recorded (step 0 to 20), loss 2.3 -> 0.0123
 first non-finite value: step 20, at net.4 (backward)
- layer   type     delta_norm   grad_norm   update_ratio   act_mean   saturated_frac   dead_frac
-────────────────────────────────────────────────────────────────────────────────────────────────
- net.0   Linear      1.23e-7           7              -       0.25                -           0
- net.2   Linear        0.001           8              -        0.1                -         0.5
- net.4   -               0.3         inf              -          -                -           0
+                   delta_   grad_   update_   act_   saturated_   dead_
+ layer   type        norm    norm     ratio   mean         frac    frac
+────────────────────────────────────────────────────────────────────────
+ net.0   Linear   1.23e-7       7         -   0.25            -       0
+ net.2   Linear     0.001       8         -    0.1            -     0.5
+ net.4   -            0.3     inf         -      -            -       0
 """
 
 
@@ -69,11 +70,12 @@ def test_show_chosen_quantities(tmp_path):
     result = runner.invoke(app, ["show", str(run), "--quantities", "grad_norm, act_std"])
     assert result.exit_code == 0, result.output
     assert lines(result.stdout)[2:] == [
-        " layer   type     grad_norm   act_std",
-        "──────────────────────────────────────",
-        " net.0   Linear           7         -",
-        " net.2   Linear           8         -",
-        " net.4   -              inf         -",
+        "                  grad_   act_",
+        " layer   type      norm    std",
+        "───────────────────────────────",
+        " net.0   Linear       7      -",
+        " net.2   Linear       8      -",
+        " net.4   -          inf      -",
     ]
 
 
