@@ -15,9 +15,8 @@ from gradprobe.stats.workspace import Workspace
 # point for sigmoid is |2a - 1| > 0.97, i.e. |a - 1/2| > 0.485.
 SATURATION = 0.97
 
-# Activation kinds whose flat tails saturate, and those whose units can die (zero gradient
-# for every input below zero).
-SATURATING = ("sigmoid", "tanh")
+# Activation kinds whose units can die (zero gradient for every input below zero);
+# "sigmoid" and "tanh" saturate (see _saturated).
 DYING = ("relu",)
 
 # Columns of activation_stats' first result: the a_* slots from a_count to

@@ -19,9 +19,6 @@ from gradprobe.stats.workspace import Workspace
 # dispatch); below it, tensors of one size are stacked or go through a _foreach op.
 STACK_BELOW = 1 << 16
 
-# Columns of param_stats' result.
-SUMSQ, ABS_SUM, ABS_MAX, NONFINITE = range(4)
-
 
 def _wide(t: torch.Tensor) -> torch.Tensor:
     """t in float32 or float64, so sums do not overflow half precision; detached."""
