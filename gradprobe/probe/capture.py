@@ -8,6 +8,7 @@ writing every layer's results into the state with two indexed ops.
 
 from __future__ import annotations
 
+import math
 import warnings
 import weakref
 
@@ -16,6 +17,7 @@ import torch
 from gradprobe.probe.layers import Layer
 from gradprobe.stats import N_SLOTS, SLOT, Workspace, activation_stats
 from gradprobe.stats.activation import COLUMNS, activation_moments
+from gradprobe.stats.tensor_stats import on
 
 _A0 = SLOT[COLUMNS[0]]
 _N_SUMMED = len(COLUMNS) - 1  # every column but the last (a minimum) is summed
@@ -125,13 +127,13 @@ class ForwardCapture:
             return
         if not detail:
             moments = self._moments(groups)
-            if not recheck or bool(torch.isfinite(moments[1:].sum()).item()):
+            if not recheck or math.isfinite(moments[1:].sum().item()):
                 self._write_moments(state, groups, moments)
                 return
         values, members, maxima = self._reduce(groups)
         for group, fmax in maxima:
             self._merge_feature_max(group, fmax)
-        values = values.to(state.device)  # (n_members, len(COLUMNS))
+        values = on(values, state.device)  # (n_members, len(COLUMNS))
         summed, minimum = self._routing(tuple(m.layer.index for m in members), state.device)
         flat = state.view(-1)
         flat.index_add_(0, summed, values[:, :_N_SUMMED].reshape(-1))
@@ -154,7 +156,7 @@ class ForwardCapture:
             slots = torch.tensor([SLOT["a_count"], SLOT["a_sum"], SLOT["a_sumsq"]])
             self._targets[key] = ((slots.to(state.device).unsqueeze(1) + idx).reshape(-1), idx)
         targets, _ = self._targets[key]
-        state.view(-1).index_add_(0, targets, moments.to(state.device).reshape(-1))
+        state.view(-1).index_add_(0, targets, on(moments, state.device).reshape(-1))
 
     def _merge_feature_max(self, members: list[_Pending], fmax: torch.Tensor) -> None:
         for j, m in enumerate(members):

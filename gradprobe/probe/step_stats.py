@@ -11,12 +11,14 @@ exact non-finite counts, ||W|| and the update W_t - W_{t-1}.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from gradprobe.probe.layers import Layer
 from gradprobe.stats import N_SLOTS, SLOT, Workspace, diff_stats, param_stats, sumsq
 from gradprobe.stats.derivation import STEP_SLOT
-from gradprobe.stats.tensor_stats import sumsq_grouped
+from gradprobe.stats.tensor_stats import on, sumsq_grouped
 
 # Per-tensor value columns routed into slots: (column, weight slot, bias slot, detail only)
 _COLUMNS = ("sumsq", "abs_sum", "nonfinite", "numel", "counted")
@@ -112,7 +114,7 @@ class StepStats:
         if not detail:
             values, order = sumsq_grouped(grads)
             total = values.sum()
-            if not recheck or bool(torch.isfinite(total).item()):
+            if not recheck or math.isfinite(total.item()):
                 self._write_sumsq(state, step_state, present, values, order, total)
                 return
         self._write_detail(state, step_state, present, grads)
@@ -141,9 +143,9 @@ class StepStats:
                 sum(float(self.params[p].numel()) for p in row_of),
             )
         rows, targets, numel, global_numel = self._cache[key]
-        values = values.to(state.device)
+        values = on(values, state.device)
         state.view(-1).index_add_(0, targets, torch.cat([values[rows], numel]))
-        step_state[STEP_SLOT["global_sumsq"]] += total.to(state.device)
+        step_state[STEP_SLOT["global_sumsq"]] += on(total, state.device)
         step_state[STEP_SLOT["global_numel"]] += global_numel
 
     def _write_detail(self, state, step_state, present, grads) -> None:
@@ -151,7 +153,7 @@ class StepStats:
         sources, targets, max_rows, max_targets, numel = self._grad_routes(
             present, True, state.device
         )
-        stats = param_stats(grads, self._ws).to(state.device)  # (n, 4)
+        stats = on(param_stats(grads, self._ws), state.device)  # (n, 4)
         values = torch.stack(
             [stats[:, 0], stats[:, 1], stats[:, 3], numel, torch.ones_like(numel)], dim=1
         )
@@ -176,7 +178,7 @@ class StepStats:
         flat = state.view(-1)
         if hooked:
             at = self._slot_index(tuple(hooked), ("delta_sumsq", "delta_n"), state.device)
-            flat.index_copy_(0, at[0], sumsq(list(hooked.values())).to(state.device))
+            flat.index_copy_(0, at[0], on(sumsq(list(hooked.values())), state.device))
             flat.index_fill_(0, at[1], 1.0)
         if mode != "auto":
             return
@@ -242,10 +244,10 @@ class StepStats:
         if not self.weights:
             return
         rows, lay, numel = self._weight_routes(state.device)
-        per_weight = [sumsq(self.weights).to(state.device), numel]
+        per_weight = [on(sumsq(self.weights), state.device), numel]
         slots = ["w_sumsq", "w_numel"]
         if self.weight_change and self._prev_valid:
-            d = diff_stats(self._prev, self.weights, self._ws).to(state.device)
+            d = on(diff_stats(self._prev, self.weights, self._ws), state.device)
             per_weight += [d[:, 0], d[:, 1], numel]
             slots += ["u_sumsq", "u_abs_sum", "u_numel"]
             self._prev_valid = False  # _prev now holds W_{t-1} - W_t

@@ -20,6 +20,11 @@ from gradprobe.stats.workspace import Workspace
 STACK_BELOW = 1 << 16
 
 
+def on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """t on `device`; no op dispatched when it is there already (the common case)."""
+    return t if t.device == device else t.to(device)
+
+
 def _wide(t: torch.Tensor) -> torch.Tensor:
     """t in float32 or float64, so sums do not overflow half precision; detached."""
     if t.requires_grad:
@@ -55,11 +60,14 @@ def sumsq_grouped(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[i
         order += idx
         if len(idx) == 1:
             f = _flat(tensors[idx[0]])
-            parts.append(torch.dot(f, f).reshape(1).double())
+            parts.append(torch.dot(f, f).reshape(1))
         else:
             x = _wide(torch.stack([tensors[i] for i in idx])).reshape(len(idx), -1)
-            parts.append(torch.linalg.vector_norm(x, dim=1).double().square())
-    return (parts[0] if len(parts) == 1 else torch.cat(parts)), order
+            parts.append(torch.linalg.vector_norm(x, dim=1).square())
+    if len(parts) == 1:
+        return parts[0].double(), order
+    dtype = torch.float64 if any(p.dtype == torch.float64 for p in parts) else parts[0].dtype
+    return torch.cat([p.to(dtype) for p in parts]).double(), order
 
 
 def sumsq(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
