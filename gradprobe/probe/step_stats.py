@@ -20,14 +20,14 @@ from gradprobe.stats import N_SLOTS, SLOT, Workspace, diff_stats, param_stats, s
 from gradprobe.stats.derivation import STEP_SLOT
 from gradprobe.stats.tensor_stats import on, sumsq_grouped
 
-# Per-tensor value columns routed into slots: (column, weight slot, bias slot, detail only)
+# Detail steps: per-tensor value columns routed into slots (column, weight slot, bias slot)
 _COLUMNS = ("sumsq", "abs_sum", "nonfinite", "numel", "counted")
 _ROUTES = (
-    ("sumsq", "g_w_sumsq", "g_b_sumsq", False),
-    ("numel", "g_w_numel", "g_b_numel", False),
-    ("abs_sum", "g_w_abs_sum", None, True),
-    ("nonfinite", "g_nonfinite", "g_nonfinite", True),
-    ("counted", "g_counted", "g_counted", True),
+    ("sumsq", "g_w_sumsq", "g_b_sumsq"),
+    ("numel", "g_w_numel", "g_b_numel"),
+    ("abs_sum", "g_w_abs_sum", None),
+    ("nonfinite", "g_nonfinite", "g_nonfinite"),
+    ("counted", "g_counted", "g_counted"),
 )
 
 
@@ -65,9 +65,9 @@ class StepStats:
         self._cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
     # -- gradients -------------------------------------------------------------------
-    def _grad_routes(self, present: tuple[bool, ...], detail: bool, device) -> tuple:
-        """Flat state indices for the per-tensor values (cached per gradient pattern)."""
-        key = ("grad", present, detail, str(device))
+    def _grad_routes(self, present: tuple[bool, ...], device) -> tuple:
+        """Flat state indices for detail steps' per-tensor values (cached per pattern)."""
+        key = ("grad", present, str(device))
         if key not in self._cache:
             row_of: dict[int, int] = {}
             for p, has in enumerate(present):
@@ -77,12 +77,12 @@ class StepStats:
             for p, layer, is_bias in self._owners:
                 if p not in row_of:
                     continue
-                for column, w_slot, b_slot, detail_only in _ROUTES:
+                for column, w_slot, b_slot in _ROUTES:
                     slot = b_slot if is_bias else w_slot
-                    if slot is not None and (detail or not detail_only):
+                    if slot is not None:
                         sources.append(row_of[p] * len(_COLUMNS) + _COLUMNS.index(column))
                         targets.append(layer * N_SLOTS + SLOT[slot])
-                if detail and not is_bias:
+                if not is_bias:
                     max_rows.append(row_of[p])
                     max_targets.append(layer * N_SLOTS + SLOT["g_w_abs_max"])
             numel = [float(self.params[p].numel()) for p in row_of]
@@ -150,9 +150,7 @@ class StepStats:
 
     def _write_detail(self, state, step_state, present, grads) -> None:
         """Detail steps: |g| sum and max and non-finite counts too."""
-        sources, targets, max_rows, max_targets, numel = self._grad_routes(
-            present, True, state.device
-        )
+        sources, targets, max_rows, max_targets, numel = self._grad_routes(present, state.device)
         stats = on(param_stats(grads, self._ws), state.device)  # (n, 4)
         values = torch.stack(
             [stats[:, 0], stats[:, 1], stats[:, 3], numel, torch.ones_like(numel)], dim=1
