@@ -21,15 +21,33 @@ _EXPORTS = {
     "Probe": "gradprobe.probe.probe",
     "Record": "gradprobe.record.record",
     "load": "gradprobe.record.load",
+    "Finding": "gradprobe.diagnose.finding",
+    "diagnose": "gradprobe.diagnose.diagnosis",
+    "check": "gradprobe.diagnose.check",
+    "gradcheck": "gradprobe.diagnose.gradcheck",
 }
 
 if TYPE_CHECKING:
     from gradprobe.attach import watch
+    from gradprobe.diagnose.check import check
+    from gradprobe.diagnose.diagnosis import diagnose
+    from gradprobe.diagnose.finding import Finding
+    from gradprobe.diagnose.gradcheck import gradcheck
     from gradprobe.probe.probe import Probe
     from gradprobe.record.load import load
     from gradprobe.record.record import Record
 
-__all__ = ["Probe", "Record", "__version__", "load", "watch"]
+__all__ = [
+    "Finding",
+    "Probe",
+    "Record",
+    "__version__",
+    "check",
+    "diagnose",
+    "gradcheck",
+    "load",
+    "watch",
+]
 
 
 def __getattr__(name: str):

@@ -147,6 +147,8 @@ def describe(layer: Layer, activation: str | None, hooked: bool) -> dict:
         "type": layer.type,
         "activation": activation,
         "n_params": layer.n_params,
+        # fan-in / fan-out of each weight: diagnosis splits a layer's gain into a weight factor
+        "weight_shapes": [list(w.shape) for w in layer.weights],
         "feature_dim": layer.spec.feature_dim,
         "delta_source": "bias_grad" if layer.delta_from_bias and not hooked else "output_hook",
     }

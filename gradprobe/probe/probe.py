@@ -327,6 +327,14 @@ class Probe:
         finally:
             self._flusher.sink.finish(status, error)
 
+    def annotate(self, **fields: Any) -> None:
+        """Add JSON-serialisable fields to the run's metadata (run.json; Record.meta).
+
+        For what the probe cannot see itself, e.g. a trainer's per-epoch evaluation.
+        """
+        self._require_open()
+        self._flusher.sink.set_meta(**fields)
+
     def _at_exit(self) -> None:
         self.close("interrupted", "the process exited before probe.close()")
 
