@@ -41,7 +41,9 @@ def watch(
         detail_every: of the recorded steps, those that also measure what needs extra
             passes over parameter-sized memory: grad_abs_mean/max, exact non-finite
             counts, weight_norm, the update quantities, saturation, dead units and
-            abs_min_nonzero (NaN on other steps). A step where a NaN/Inf appears is
+            abs_min_nonzero, and for RNN/LSTM/GRU layers the series delta_norm_t
+            (dC/dh_t through time, by replaying the recurrence; NaN on other steps).
+            A step where a NaN/Inf appears is
             always measured in detail. 1 measures everything at every recorded step.
         run_dir: directory for run.json and metrics.sqlite (committed at every flush);
             None keeps the record in memory only.

@@ -28,8 +28,10 @@ class DeltaAccumulator:
         feature_dim = layer.spec.feature_dim % out.dim()
         index = layer.index
 
-        def on_grad(grad: torch.Tensor) -> None:
-            if not self.active:
+        def on_grad(grad: torch.Tensor | None) -> None:
+            # None: the output's node ran in backward but this output got no gradient
+            # (an LSTM's output sequence when only h_n / c_n are read, on CPU).
+            if not self.active or grad is None:
                 return
             dims = tuple(d for d in range(grad.dim()) if d != feature_dim)
             vec = grad.detach().sum(dim=dims) if dims else grad.detach()

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gradprobe.probe.buffer import StepBuffer
+from gradprobe.probe.series_buffer import SeriesBuffer
 from gradprobe.stats import derive, derive_steps
 from gradprobe.stats.derivation import STEP_SLOT
 from gradprobe.stats.nonfinite import first_nonfinite
@@ -19,7 +20,9 @@ class Sink(Protocol):
     """Where flushed steps go: memory, or a run directory (see gradprobe.record.sink)."""
 
     def write_layers(self, layer_info: list[dict]) -> None: ...
-    def append(self, steps: np.ndarray, values: dict, step_values: dict) -> None: ...
+    def append(
+        self, steps: np.ndarray, values: dict, step_values: dict, series: dict | None = None
+    ) -> None: ...
     def set_meta(self, **fields: Any) -> None: ...
     def finish(self, status: str, error: str | None = None) -> None: ...
     def record(self) -> Any: ...
@@ -35,6 +38,8 @@ class Flusher:
         flush_secs: flush at least this often (checked at the first forward of a step).
         layers: called once, at the first flush: (layer order as state row indices,
             layer_info dicts in that order). The first forward has run by then.
+        series: rings of per-step vectors aligned with `buffer` (e.g. delta_norm_t),
+            drained with it.
     """
 
     def __init__(
@@ -43,8 +48,10 @@ class Flusher:
         sink: Sink,
         flush_secs: float,
         layers: Callable[[], tuple[list[int], list[dict]]],
+        series: tuple[SeriesBuffer, ...] = (),
     ) -> None:
         self.buffer = buffer
+        self.series = series
         self.sink = sink
         self._flush_secs = flush_secs
         self._layers = layers
@@ -71,7 +78,12 @@ class Flusher:
         steps, states, step_states = self.buffer.drain()
         values = {q: v[:, self._order] for q, v in derive(states).items()}
         step_values = derive_steps(step_states)
-        self.sink.append(steps, values, step_values)
+        series = {}
+        for ring in self.series:
+            block = ring.drain(len(steps), self._order)  # (k, n_layers, width) or None
+            if block is not None:
+                series[ring.name] = block
+        self.sink.append(steps, values, step_values, series)
         logged = step_states[:, STEP_SLOT["loss_count"]] > 0
         loss_bad = logged & ~np.isfinite(step_states[:, STEP_SLOT["loss_sum"]])
         self._note_nonfinite(steps, values, step_values["loss"], loss_bad)

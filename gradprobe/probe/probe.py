@@ -19,7 +19,10 @@ from gradprobe.probe.deltas import DeltaAccumulator
 from gradprobe.probe.flush import Flusher, Sink
 from gradprobe.probe.layers import Layer, describe, discover, first_tensor
 from gradprobe.probe.schedule import Schedule, as_schedule
+from gradprobe.probe.series_buffer import SeriesBuffer
 from gradprobe.probe.step_stats import StepStats
+from gradprobe.probe.through_time import NAME as THROUGH_TIME
+from gradprobe.probe.through_time import ThroughTime
 from gradprobe.stats import Workspace
 from gradprobe.stats.derivation import STEP_SLOT
 
@@ -121,12 +124,18 @@ class Probe:
             weight_change = self._stats.snapshot_bytes <= WEIGHT_CHANGE_AUTO_BYTES
         self._stats.weight_change = bool(weight_change)
         self._buffer = StepBuffer(len(self._layers), flush_every, self._device)
+        self._through_time = ThroughTime(self._layers, self._measuring_time)
+        self._series = SeriesBuffer(
+            THROUGH_TIME, flush_every, self._through_time.indices, self._device
+        )
         self._order: list[int] = []
         self._seen: set[int] = set()
         self._ran: set[int] = set()  # layers whose forward ran in this step
         self._forward_since_step = False
         sink = make_sink()  # only now: a bad argument creates no run dir
-        self._flusher = Flusher(self._buffer, sink, flush_secs, self._layer_order)
+        self._flusher = Flusher(
+            self._buffer, sink, flush_secs, self._layer_order, series=(self._series,)
+        )
         last = sink.last_step()
         self._step = 0 if last is None else last + 1
         self._recording = self._detail = False
@@ -158,6 +167,7 @@ class Probe:
                 if is_act and next(module.parameters(recurse=False), None) is None:
                     hook = partial(self._on_activation, kind, type(module).__name__)
                     self._handles.append(module.register_forward_hook(hook))
+        self._handles.extend(self._through_time.attach())
         # registered last: runs after the root's own layer hook, at the end of forward
         self._handles.append(self.model.register_forward_hook(self._on_model_forward))
         if self.optimizer is not None:
@@ -168,9 +178,14 @@ class Probe:
         while self._handles:
             self._handles.pop().remove()
         self._deltas.active = False
+        self._through_time.active = False
 
     def _live(self) -> bool:
         return self._recording and not self._closed and torch.is_grad_enabled()
+
+    def _measuring_time(self) -> bool:
+        """Whether this forward pass measures the gradient through time (detail steps)."""
+        return self._detail and self._live()
 
     def _on_layer_forward(self, layer: Layer, module, args, output) -> None:
         if self._closed or not torch.is_grad_enabled():
@@ -247,10 +262,12 @@ class Probe:
             self._stats.dead(state, self._capture.take_feature_max())
             if self._detail:
                 self._stats.weights_and_update(state)
+                self._series.put(len(self._buffer.steps), self._through_time.take())
             self._buffer.commit(step)
         else:
             self._deltas.take()
             self._capture.discard()
+        self._through_time.discard()
         self._forward_since_step = False
         self._ran = set()
         self._plan_step()
@@ -287,7 +304,14 @@ class Probe:
         """One dict per layer, in forward order (layers never run come last)."""
         names = self._capture.activation_names
         hooked = self._delta_mode == "hook"
-        return [describe(self._layers[i], names.get(i), hooked) for i in self._column_order()]
+        info = []
+        for i in self._column_order():
+            entry = describe(self._layers[i], names.get(i), hooked)
+            through_time = self._through_time.describe(self._layers[i])
+            if through_time is not None:
+                entry[THROUGH_TIME] = through_time
+            info.append(entry)
+        return info
 
     def _column_order(self) -> list[int]:
         return self._order + [i for i in range(len(self._layers)) if i not in self._seen]

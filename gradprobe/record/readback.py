@@ -79,14 +79,17 @@ def _read_layer_samples(
 def _read_series(
     conn: sqlite3.Connection, steps: np.ndarray, n_layers: int
 ) -> dict[str, np.ndarray]:
+    # Names and widths from series_quantities: a (step, layer) left out is NaN, and a
+    # series whose rows are all left out (nothing measured yet) is all NaN.
+    series = {
+        name: np.full((len(steps), n_layers, width), np.nan)
+        for name, width in schema.series_widths(conn).items()
+    }
     sql = "SELECT quantity, step, layer, data FROM series ORDER BY quantity, step, layer"
-    series = {}
     for name, rows in groupby(conn.execute(sql), key=lambda row: row[0]):
         rows = list(rows)
-        width = len(rows[0][3]) // 8  # float64
-        out = np.full((len(steps), n_layers, width), np.nan)
+        out = series[name]
         at_step = np.searchsorted(steps, [row[1] for row in rows])
         at_layer = [row[2] for row in rows]
         out[at_step, at_layer] = [np.frombuffer(row[3], dtype="<f8") for row in rows]
-        series[name] = out
     return series

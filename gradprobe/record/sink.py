@@ -21,6 +21,35 @@ def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([chunk[k] for chunk in chunks]) for k in keys}
 
 
+def fit_width(array: np.ndarray, width: int) -> np.ndarray:
+    """A series block (k, n_layers, m) NaN-padded at the end of its last axis to `width`."""
+    pad = width - array.shape[2]
+    if pad <= 0:
+        return array
+    return np.concatenate([array, np.full((*array.shape[:2], pad), np.nan)], axis=2)
+
+
+def _concat_series(
+    lengths: list[int], chunks: list[dict[str, np.ndarray]], n_layers: int
+) -> dict[str, np.ndarray]:
+    """Each series over all flushes: NaN for flushes without it, padded to the widest."""
+    widths: dict[str, int] = {}
+    for chunk in chunks:
+        for name, array in chunk.items():
+            widths[name] = max(widths.get(name, 0), array.shape[2])
+    return {
+        name: np.concatenate(
+            [
+                fit_width(chunk[name], width)
+                if name in chunk
+                else np.full((k, n_layers, width), np.nan)
+                for k, chunk in zip(lengths, chunks)
+            ]
+        )
+        for name, width in widths.items()
+    }
+
+
 class MemorySink:
     """Keeps every flushed step in memory (O(steps x layers x quantities))."""
 
@@ -29,15 +58,19 @@ class MemorySink:
         self._steps: list[np.ndarray] = []
         self._values: list[dict[str, np.ndarray]] = []
         self._step_values: list[dict[str, np.ndarray]] = []
+        self._series: list[dict[str, np.ndarray]] = []
         self._meta: dict[str, Any] = {"status": "running", "config": config}
 
     def write_layers(self, layer_info: list[dict]) -> None:
         self._layer_info = [dict(d) for d in layer_info]
 
-    def append(self, steps: np.ndarray, values: dict, step_values: dict) -> None:
+    def append(
+        self, steps: np.ndarray, values: dict, step_values: dict, series: dict | None = None
+    ) -> None:
         self._steps.append(np.asarray(steps, dtype=np.int64))
         self._values.append(values)
         self._step_values.append(step_values)
+        self._series.append(dict(series or {}))
 
     def set_meta(self, **fields: Any) -> None:
         self._meta.update(fields)
@@ -63,6 +96,7 @@ class MemorySink:
             np.concatenate(self._steps),
             _concat(self._values),
             step_values=_concat(self._step_values),
+            series=_concat_series([len(s) for s in self._steps], self._series, len(layers)),
             layer_info=self._layer_info,
             meta=dict(self._meta),
         )
@@ -88,10 +122,27 @@ class RunDirSink:
     def write_layers(self, layer_info: list[dict]) -> None:
         self.run.store.write_layers(layer_info)
 
-    def append(self, steps: np.ndarray, values: dict, step_values: dict) -> None:
-        self.run.store.append(steps, values, step_values)
+    def append(
+        self, steps: np.ndarray, values: dict, step_values: dict, series: dict | None = None
+    ) -> None:
+        self.run.store.append(steps, values, step_values, self._fit(series or {}))
         self._n_steps += len(steps)
         self.run.mark_flush(self._n_steps)
+
+    def _fit(self, series: dict) -> dict:
+        """Series made as wide as the stored ones; a wider one widens the stored rows.
+
+        A probe's series grows when a longer sequence comes (delta_norm_t: the longest T
+        so far), and a resumed run may start narrower than the stored one.
+        """
+        store = self.run.store
+        fitted = {}
+        for name, array in series.items():
+            stored = store.series_width(name)
+            if stored is not None and array.shape[2] > stored:
+                store.widen_series(name, array.shape[2])
+            fitted[name] = array if stored is None else fit_width(array, stored)
+        return fitted
 
     def set_meta(self, **fields: Any) -> None:
         self.run.update_meta(**fields)

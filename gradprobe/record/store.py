@@ -206,12 +206,48 @@ class SampleStore:
     def _insert_series(conn, steps: np.ndarray, series: dict) -> None:
         for name, array in series.items():
             data = array.astype("<f8")  # the layout promised in schema.py
+            # A (step, layer) with nothing measured is left out: readers fill it with NaN.
+            # Sparse series (delta_norm_t: recurrent layers on detail steps) stay small.
+            measured = ~np.isnan(data).all(axis=2)  # (k, n_layers)
             rows = (
-                (int(step), layer, name, data[i, layer].tobytes())
-                for i, step in enumerate(steps)
-                for layer in range(data.shape[1])
+                (int(steps[i]), int(layer), name, data[i, layer].tobytes())
+                for i, layer in zip(*np.nonzero(measured))
             )
             conn.executemany("INSERT INTO series VALUES (?, ?, ?, ?)", rows)
+
+    # -- series widths ------------------------------------------------------------------
+
+    def series_width(self, name: str) -> int | None:
+        """Values per step and layer of a stored series; None when it is not stored."""
+        with self._transaction(write=False) as conn:
+            if not schema.exists(conn):
+                return None
+            return schema.series_widths(conn).get(name)
+
+    def widen_series(self, name: str, width: int) -> None:
+        """Pad every stored row of series `name` with NaN to `width` values, in one commit.
+
+        For a series whose length grows during a run (delta_norm_t when a longer
+        sequence comes); `append` keeps refusing a width other than the stored one.
+
+        Raises:
+            ValueError: no such series, or `width` is smaller than the stored width.
+        """
+        self._check_writable()
+        with self._transaction(write=True) as conn:
+            stored = schema.series_widths(conn).get(name)
+            if stored is None:
+                raise ValueError(f"{self.path} holds no series {name!r} to widen")
+            if width < stored:
+                raise ValueError(f"series {name!r} holds {stored} values; cannot narrow to {width}")
+            pad = np.full(width - stored, np.nan, dtype="<f8").tobytes()
+            sql = "SELECT step, layer, data FROM series WHERE quantity = ?"
+            rows = [
+                (data + pad, name, step, layer) for step, layer, data in conn.execute(sql, (name,))
+            ]
+            update = "UPDATE series SET data = ? WHERE quantity = ? AND step = ? AND layer = ?"
+            conn.executemany(update, rows)
+            conn.execute("UPDATE series_quantities SET width = ? WHERE quantity = ?", (width, name))
 
     # -- read ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ _EXPORTS = {
     "derive_steps": "derivation",
     "LAYER_QUANTITIES": "quantities",
     "STEP_QUANTITIES": "quantities",
+    "SERIES_QUANTITIES": "quantities",
     "N_SLOTS": "slots",
     "SLOT": "slots",
     "SLOTS": "slots",
@@ -32,7 +33,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from gradprobe.stats.activation import SATURATION, activation_stats
     from gradprobe.stats.derivation import STEP_SLOTS, derive, derive_steps
-    from gradprobe.stats.quantities import LAYER_QUANTITIES, STEP_QUANTITIES
+    from gradprobe.stats.quantities import LAYER_QUANTITIES, SERIES_QUANTITIES, STEP_QUANTITIES
     from gradprobe.stats.slots import N_SLOTS, SLOT, SLOTS, all_reduce, merge, new_state
     from gradprobe.stats.tensor_stats import diff_stats, param_stats, sumsq
     from gradprobe.stats.workspace import Workspace
@@ -41,6 +42,7 @@ __all__ = [
     "LAYER_QUANTITIES",
     "N_SLOTS",
     "SATURATION",
+    "SERIES_QUANTITIES",
     "SLOT",
     "SLOTS",
     "STEP_QUANTITIES",

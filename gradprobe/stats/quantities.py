@@ -31,3 +31,11 @@ STEP_QUANTITIES: dict[str, str] = {
     "loss": "the loss given to probe.log_loss (mean over the calls in the step)",
     "global_grad_norm": "L2 norm of all recorded parameter gradients together",
 }
+
+# Per layer and recorded step, a vector: Record.series[name], array of shape
+# (n_steps, n_layers, k); NaN where not measured.
+SERIES_QUANTITIES: dict[str, str] = {
+    "delta_norm_t": "recurrent layers (nn.RNN / LSTM / GRU), detail steps: per time step t, "
+    "L2 norm over batch and hidden units of the total dC/dh_t, the top stacked layer's hidden "
+    "state, through every later step (the gradient through time); k = longest T, NaN-padded",
+}
