@@ -207,3 +207,21 @@ def test_gradient_accumulation_sums_micro_batches():
         np.testing.assert_allclose(
             rec["delta_norm"][0, j], float(grads[name].double().norm()), rtol=1e-5
         )
+
+
+def test_frozen_bias_delta_is_hooked_not_lost():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
+    model[0].bias.requires_grad_(False)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    probe = gp.watch(model, optimizer=opt)
+    z1 = model[0](x)
+    z1.retain_grad()
+    loss = nn.functional.cross_entropy(model[2](model[1](z1)), y)
+    loss.backward()
+    opt.step()
+    probe.close()
+    rec = probe.record()
+    assert rec.layer_info[0]["delta_source"] == "output_hook"
+    np.testing.assert_allclose(rec["delta_norm"][0, 0], z1.grad.sum(0).norm().item(), rtol=1e-6)

@@ -85,8 +85,12 @@ class Layer:
 
     @property
     def delta_from_bias(self) -> bool:
-        """True when delta is read from the single bias gradient (see LayerSpec)."""
-        return self.spec.bias_is_delta and len(self.biases) == 1
+        """True when delta is read from the single bias gradient (see LayerSpec).
+
+        A frozen bias has no gradient to read, so its layer's delta is hooked instead
+        (decided when the probe attaches).
+        """
+        return self.spec.bias_is_delta and len(self.biases) == 1 and self.biases[0].requires_grad
 
     def __repr__(self) -> str:
         return f"Layer({self.index}, {self.name!r}, {self.type}, {self.n_params} params)"
