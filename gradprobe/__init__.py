@@ -22,15 +22,15 @@ _EXPORTS = {
     "Record": "gradprobe.record.record",
     "load": "gradprobe.record.load",
     "Finding": "gradprobe.diagnose.finding",
-    "diagnose": "gradprobe.diagnose.diagnosis",
+    "diagnose": "gradprobe.diagnose",  # the package, callable: see diagnose/__init__.py
     "check": "gradprobe.diagnose.check",
     "gradcheck": "gradprobe.diagnose.gradcheck",
 }
 
 if TYPE_CHECKING:
+    from gradprobe import diagnose
     from gradprobe.attach import watch
     from gradprobe.diagnose.check import check
-    from gradprobe.diagnose.diagnosis import diagnose
     from gradprobe.diagnose.finding import Finding
     from gradprobe.diagnose.gradcheck import gradcheck
     from gradprobe.probe.probe import Probe
@@ -52,7 +52,8 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        module = importlib.import_module(_EXPORTS[name])
+        value = module if module.__name__ == f"gradprobe.{name}" else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'gradprobe' has no attribute {name!r}")

@@ -31,7 +31,8 @@ def _run(code: str) -> str:
 def test_import_gradprobe_loads_no_heavy_module():
     code = (
         "import sys, gradprobe\n"
-        "gradprobe.watch, gradprobe.Record, gradprobe.load\n"
+        "gradprobe.watch, gradprobe.Record, gradprobe.load, gradprobe.Finding\n"
+        "gradprobe.diagnose, gradprobe.check, gradprobe.gradcheck\n"
         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     assert _run(code) == ""
@@ -62,3 +63,16 @@ def test_packages_import_only_downward(package):
     for path in (ROOT / package).rglob("*.py"):
         extra = _gradprobe_imports(path) - ALLOWED[package]
         assert not extra, f"{path.name} imports gradprobe.{extra} (allowed: {ALLOWED[package]})"
+
+
+def test_gp_diagnose_stays_callable_after_its_submodules_are_imported():
+    # Python sets the package gradprobe.diagnose as an attribute of gradprobe when any of
+    # its submodules is imported; gp.diagnose(rec) must still work.
+    code = (
+        "import numpy as np, gradprobe as gp\n"
+        "gp.Finding\n"
+        "import gradprobe.diagnose.lints\n"
+        "rec = gp.Record(['a', 'b'], np.arange(3), values={'delta_norm': np.ones((3, 2))})\n"
+        "print(gp.diagnose(rec), gp.diagnose is gradprobe.diagnose)"
+    )
+    assert _run(code) == "[] True"
