@@ -163,6 +163,230 @@ def show(
         console.print(layer_table(rec, names))
 
 
+# -- diagnose (gradprobe.diagnose, imported inside the command)
+_THRESHOLD_HELP = "threshold=value (repeatable), e.g. --set vanish_ratio=1e-3"
+
+
+@app.command()
+def diagnose(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (holds run.json).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    settings: Annotated[list[str] | None, typer.Option("--set", help=_THRESHOLD_HELP)] = None,
+) -> None:
+    """Findings with layers, cause and fix; writes RUN_DIR/findings.json.
+
+    Exit code 0 when no finding is an error, 1 when one is, 2 on bad input.
+    """
+    import json
+
+    from gradprobe.diagnose.diagnosis import diagnose as diagnose_record
+    from gradprobe.diagnose.report import payload, render, worst_severity, write_findings
+    from gradprobe.diagnose.thresholds import Thresholds
+
+    try:
+        thresholds = Thresholds.parse(settings or [])
+        rec = load(run_dir)
+        findings = diagnose_record(rec, thresholds)
+        data = payload(findings, thresholds)
+        write_findings(run_dir, data)
+    except _EXPECTED as err:
+        _fail(str(err))
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        render(findings, _console(), header=status_lines(rec)[0])
+    if worst_severity(findings) == "error":
+        raise typer.Exit(code=1)
+
+
+# -- the lab: train, sweep, demo (gradprobe.lab, imported inside each command: torch loads
+# only when a command trains)
+DEFAULT_SEED = 0  # what `gradprobe train/sweep` use when neither config nor --set gives one
+_SET_HELP = "key=value, an Experiment field (repeatable), e.g. --set depth=5"
+
+
+def _one_line(err: BaseException) -> str:
+    # a loader's message may list what it looked at line by line; _fail prints one line
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
+def _experiment_values(config: Path | None, overrides: list[str] | None) -> dict:
+    from gradprobe.lab.config import parse_overrides, read_toml
+
+    values = read_toml(config) if config is not None else {}
+    values.update(parse_overrides(overrides or []))
+    return values
+
+
+def _seeded(values: dict, command: str, also: str = ""):
+    from gradprobe.lab.config import Experiment
+
+    if values.get("seed") is None:
+        # An Experiment needs a seed; on the command line an unseeded run gets seed 0,
+        # said aloud and recorded in run.json, so the run can still be repeated.
+        values = {**values, "seed": DEFAULT_SEED}
+        typer.echo(
+            f"{command}: no seed given, using seed={DEFAULT_SEED} (recorded in run.json; "
+            f"set `seed = N` in the config or pass --set seed=N{also})",
+            err=True,
+        )
+    return Experiment.from_dict(values)
+
+
+def _evaluation_table(evaluation: list[dict]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    keys = [k for k in evaluation[0] if k not in ("epoch", "step")]
+    for col in ["epoch", "step", *keys]:
+        table.add_column(col.replace("_", " "), justify="right")
+    for row in evaluation:
+        epoch = row["epoch"]
+        cells = [fmt(math.nan if row.get(k) is None else row[k]) for k in keys]
+        table.add_row(f"{epoch:g}", str(row["step"]), *cells)
+    return table
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path | None, typer.Argument(help="A TOML file of Experiment keys (key = value).")
+    ] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
+    out: Annotated[Path, typer.Option("--out", help="The run directory to write.")] = ...,
+    overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Train one lab Experiment with the probe on; the run goes to --out."""
+    from gradprobe.lab.trainer import train as train_experiment
+
+    try:
+        experiment = _seeded(_experiment_values(config, overrides), "train")
+        result = train_experiment(experiment, out, progress=not no_progress, overwrite=overwrite)
+    except _EXPECTED as err:
+        _fail(_one_line(err))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: the steps so far are kept in {out}", err=True)
+        raise typer.Exit(code=130) from None
+    console = _console()
+    for line in status_lines(result.record):
+        console.print(line, markup=False)
+    if result.evaluation:
+        console.print(_evaluation_table(result.evaluation))
+    console.print(f"run: {out}", markup=False)
+    if result.status != "done":
+        raise typer.Exit(code=1)
+
+
+def _parse_grid(items: list[str]) -> dict[str, list[str]]:
+    grid = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            _fail(f"--grid {item!r} is not key=v1,v2 (e.g. --grid depth=2,5,10)")
+        # sizes hold commas themselves: their values are separated by ';'
+        grid[key.strip()] = [v for v in values.split(";" if ";" in values else ",") if v]
+    return grid
+
+
+@app.command()
+def sweep(
+    config: Annotated[
+        Path | None, typer.Argument(help="A TOML file of the settings shared by every run.")
+    ] = None,
+    grid: Annotated[
+        list[str],
+        typer.Option("--grid", help="key=v1,v2 (repeatable; sizes: 64,30,10;64,30,30,10)."),
+    ] = ...,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
+    out: Annotated[Path, typer.Option("--out", help="Parent of the run directories.")] = Path(
+        "runs/sweep"
+    ),
+    jobs: Annotated[int, typer.Option(help="Runs trained at once, one process each.")] = 2,
+    overwrite: Annotated[bool, typer.Option(help="Replace runs already there.")] = False,
+) -> None:
+    """Train every combination of the --grid values in parallel; one run directory each."""
+    from gradprobe.lab.sweep import summary_table
+    from gradprobe.lab.sweep import sweep as run_sweep
+
+    points = _parse_grid(grid)
+    try:
+        values = _experiment_values(config, overrides)
+        if "seed" in points:  # a seed swept is a seed given
+            values.setdefault("seed", points["seed"][0])
+        base = _seeded(values, "sweep", also=" or --grid seed=0,1,2")
+        rows = run_sweep(base, points, out, jobs=jobs, overwrite=overwrite)
+    except _EXPECTED as err:
+        _fail(_one_line(err))
+    console = _console()
+    console.print(summary_table(rows, list(points)))
+    for row in rows:
+        if row["status"] != "done":
+            console.print(f"{row['name']}: {row.get('error')}", markup=False)
+    console.print(f"runs: {out}", markup=False)
+    if any(row["status"] != "done" for row in rows):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Parent of the two run directories.")] = Path(
+        "runs"
+    ),
+    depth: Annotated[int, typer.Option(help="Hidden layers of both nets.")] = 5,
+    width: Annotated[int, typer.Option(help="Units per hidden layer.")] = 32,
+    epochs: Annotated[int, typer.Option(help="Epochs of training.")] = 5,
+    limit_train: Annotated[
+        int | None, typer.Option(help="Train on the first N images only (a quicker look).")
+    ] = None,
+) -> None:
+    """Deep sigmoid (Nielsen init) vs ReLU (He init) on the embedded digits: learning speed
+    per layer side by side. Writes OUT/demo-sigmoid and OUT/demo-relu."""
+    from gradprobe.lab.demo import run_demo
+
+    try:
+        run_demo(
+            out,
+            depth=depth,
+            width=width,
+            epochs=epochs,
+            limit_train=limit_train,
+            console=_console(),
+        )
+    except _EXPECTED as err:
+        _fail(_one_line(err))
+
+
+# -- data: datasets that are not embedded
+data_app = typer.Typer(
+    help="Datasets that are not embedded: fetch them once.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+_FETCHABLE = ("mnist",)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="The dataset: mnist.")],
+    dest: Annotated[
+        Path | None, typer.Option(help="Directory to write; default: where the loader looks.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
+    mirrors: Annotated[
+        list[str] | None,
+        typer.Option("--mirror", help="Base URL to try instead of the known mirrors (repeatable)."),
+    ] = None,
+) -> None:
+    """Download a dataset's files, verifying each file's md5 (nothing else downloads)."""
+    if name not in _FETCHABLE:
+        _fail(f"dataset {name!r} is not one of: {', '.join(_FETCHABLE)} (the others are embedded)")
+    from gradprobe.lab.datasets.fetch import MIRRORS, fetch_mnist
+
+    try:
+        where = fetch_mnist(dest, mirrors=mirrors or MIRRORS, timeout=timeout, log=typer.echo)
+    except (OSError, RuntimeError) as err:  # FetchError is a ConnectionError (an OSError)
+        _fail(str(err))
+    typer.echo(f"mnist: the four files are in {where}")
+
+
 def main() -> None:
     """Entry point of the `gradprobe` script and `python -m gradprobe`."""
     app()
