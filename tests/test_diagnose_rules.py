@@ -132,6 +132,18 @@ def test_divergence_ignores_one_noisy_loss():
     assert kinds(record(30, loss=loss)) == []
 
 
+def test_a_spike_the_run_recovers_from_is_not_divergence():
+    # the demo's ReLU net: 2.5 -> 0.7, a spike to 1.6 for a dozen steps, then down to 0.05
+    spike = np.concatenate([np.full(10, 2.5), np.full(10, 0.7), np.full(12, 1.6)])
+    recovered = np.concatenate([spike, np.full(10, 0.05)])
+    assert kinds(record(42, loss=recovered)) == []
+    # the same spike at the end of the record is still divergence
+    assert "loss_divergence" in kinds(record(32, loss=spike))
+    # unstable and ending above where it started (lr 10 on tanh): divergence
+    unstable = np.concatenate([[2.3, 1.9], np.full(10, 20.0), np.tile([3.0, 5.0], 10)])
+    assert "loss_divergence" in kinds(record(32, loss=unstable))
+
+
 def plateau_record(change: float, best_update: float = 1e-3, n: int = 40) -> Record:
     """Loss 2.0 until the last quarter, then 2.0 * (1 - change); update ratios with the
     best-fed layer at `best_update`."""

@@ -34,7 +34,8 @@ def rolling_median(x: np.ndarray, size: int) -> np.ndarray:
 
 def divergence_rule(rec: Record, th: Thresholds) -> list[Finding]:
     """loss_divergence: the windowed loss reaches diverge_factor x the starting loss, or
-    climbs that far above its lowest point giving back at least half the progress."""
+    climbs that far above its lowest point giving back at least half the progress, and
+    is still up (or above the starting loss) at the end of the record."""
     loss, steps = logged_loss(rec)
     size = min(th.window, len(loss) - th.loss_start_points)
     if size < 1:
@@ -45,7 +46,12 @@ def divergence_rule(rec: Record, th: Thresholds) -> list[Finding]:
     over_start = smooth >= th.diverge_factor * start
     lost = (smooth >= th.diverge_factor * trough) & (smooth - trough >= 0.5 * (start - trough))
     bad = np.flatnonzero(over_start | lost)
-    if bad.size == 0 or start <= 0:
+    # A spike the run recovers from is not divergence (a ReLU net at lr 0.1 on digits
+    # spikes from 0.74 to 1.6 and ends at 0.05): the last window must still be up, or
+    # worse than the start (or the run ended in NaN/Inf, cut off just before by
+    # healthy_rows).
+    still_up = over_start[-1] or lost[-1] or smooth[-1] > start
+    if bad.size == 0 or start <= 0 or not still_up:
         return []
     i = int(bad[0])
     peak, low = float(smooth[i:].max()), float(trough[i])
