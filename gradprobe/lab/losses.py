@@ -56,6 +56,8 @@ class CrossEntropy(Loss):
     name = "cross_entropy"
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if outputs.dim() == 3 and targets.dim() == 2:  # a class per time step: (B, T, C)
+            outputs, targets = outputs.flatten(0, 1), targets.flatten()
         if outputs.dim() != 2 or outputs.shape[1] < 2:
             raise ValueError(
                 f"cross_entropy needs logits of shape (B, C) with C >= 2, got "
@@ -132,6 +134,8 @@ def predictions(outputs: torch.Tensor, loss_name: str) -> torch.Tensor:
         themselves, squeezed to (B,) when k = 1.
     """
     check_loss(loss_name)
+    if outputs.dim() == 3 and loss_name == "cross_entropy":  # (B, T, C): a class per step
+        return outputs.argmax(dim=-1)
     single = outputs.dim() == 1 or outputs.shape[1] == 1
     if loss_name == "mse":
         return outputs.squeeze(1) if outputs.dim() == 2 and single else outputs
@@ -167,5 +171,5 @@ def accuracy(
         err = (pred - targets.to(pred.dtype).reshape(pred.shape)).abs()
         correct = (err < tolerance).reshape(len(err), -1).all(dim=1)
     else:
-        correct = pred == targets.reshape(-1).long()
+        correct = pred.reshape(-1) == targets.reshape(-1).long()
     return float(correct.float().mean())

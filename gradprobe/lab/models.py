@@ -229,19 +229,31 @@ def residual_mlp(
     return init_model_(model, init, gain=gain, bias=bias_init, generator=generator)
 
 
-class RecurrentClassifier(nn.Module):
-    """rnn over (B, T, F) sequences, then `head` on the last step's hidden state."""
+READOUTS = ("last", "all")  # the last step's hidden state, or every step's (copy_memory)
 
-    def __init__(self, rnn: nn.RNNBase, n_outputs: int):
+
+class RecurrentClassifier(nn.Module):
+    """rnn over (B, T, F) sequences, then `head` on the last step's hidden state
+    (readout="last") or on every step's (readout="all", for a target at every step)."""
+
+    def __init__(self, rnn: nn.RNNBase, n_outputs: int, readout: str = "last"):
         super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout={readout!r} is not one of: {', '.join(READOUTS)}")
         self.rnn = rnn
         self.head = nn.Linear(rnn.hidden_size, n_outputs)
+        self.readout = readout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3:
             raise ValueError(f"expected input of shape (B, T, F), got {tuple(x.shape)}")
         out, _ = self.rnn(x)  # (B, T, H)
+        if self.readout == "all":
+            return self.head(out)  # (B, T, n_outputs)
         return self.head(out[:, -1])  # (B, n_outputs)
+
+    def extra_repr(self) -> str:
+        return f"readout={self.readout!r}"
 
 
 def recurrent(
@@ -256,6 +268,7 @@ def recurrent(
     gain: float | None = None,
     bias_init: str | float | None = None,
     head_init: str | None = None,
+    readout: str = "last",
     generator: torch.Generator | None = None,
 ) -> nn.Module:
     """A recurrent classifier / regressor for sequence tasks.
@@ -273,11 +286,13 @@ def recurrent(
             "scaled_identity" (square matrices only), where the head keeps torch's default.
         gain: multiplies the initial weights' standard deviation (with `init`).
         bias_init: bias mode (with `init`).
+        readout: "last" reads the last step's hidden state; "all" applies the head at
+            every step, output (B, T, n_outputs), for tasks with a target per step.
         generator: draw the initial weights from this generator (with `init`).
 
     Returns:
-        `RecurrentClassifier` mapping (B, T, input_size) to (B, n_outputs); attributes
-        `rnn` and `head`.
+        `RecurrentClassifier` mapping (B, T, input_size) to (B, n_outputs) (or
+        (B, T, n_outputs) with readout="all"); attributes `rnn` and `head`.
     """
     if kind not in RECURRENT_KINDS:
         raise ValueError(f"kind={kind!r} is not one of: {', '.join(RECURRENT_KINDS)}")
@@ -294,7 +309,7 @@ def recurrent(
         rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(input_size, hidden_size, **common)
     if init is None and (gain is not None or bias_init is not None):
         raise ValueError(f"gain={gain!r} / bias_init={bias_init!r} need an init; init is None")
-    model = RecurrentClassifier(rnn, n_outputs)
+    model = RecurrentClassifier(rnn, n_outputs, readout)
     if head_init is None and init != "scaled_identity":
         head_init = init
     for module, name in ((model.rnn, init), (model.head, head_init)):
