@@ -11,22 +11,7 @@ from torch import nn
 
 import gradprobe as gp
 from benchmarks.pathologies.data import Batches
-
-KINDS = (
-    "vanishing_gradient",
-    "exploding_gradient",
-    "nonfinite",
-    "saturation",
-    "dead_units",
-    "update_too_large",
-    "update_too_small",
-    "loss_divergence",
-    "loss_plateau",
-    "lint_mse_for_classification",
-    "lint_double_softmax",
-    "lint_unstable_log_softmax",
-)
-AXES = ("depth", "time")
+from gradprobe.diagnose.finding import AXES, KINDS  # DESIGN.md's vocabulary
 
 
 def label(kind: str, axis: str | None = None) -> str:
