@@ -43,8 +43,8 @@ def watch(
             counts, weight_norm, the update quantities, saturation, dead units and
             abs_min_nonzero, and for RNN/LSTM/GRU layers the series delta_norm_t
             (dC/dh_t through time, by replaying the recurrence; NaN on other steps).
-            A step where a NaN/Inf appears is always measured in detail. 1 measures
-            everything at every recorded step.
+            Non-finite counts are exact at every recorded step, with no host read
+            between flushes. 1 measures everything at every recorded step.
         run_dir: directory for run.json and metrics.sqlite (committed at every flush);
             None keeps the record in memory only.
         activations: record activation statistics (forward hooks).

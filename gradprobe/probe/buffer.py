@@ -20,10 +20,14 @@ class StepBuffer:
         self.capacity = capacity
         self.device = device
         self._init = init_row(device)
-        self.states = self._init.repeat(capacity, n_layers, 1)  # (capacity, L, N_SLOTS)
-        self.step_states = torch.zeros(
-            capacity, len(STEP_SLOTS), dtype=torch.float64, device=device
+        width = n_layers * self._init.numel()
+        # one block per row, the layer states then the step state, so a flush is one copy
+        self._rows = torch.zeros(
+            capacity, width + len(STEP_SLOTS), dtype=torch.float64, device=device
         )
+        self.states = self._rows[:, :width].view(capacity, n_layers, -1)  # (cap, L, N_SLOTS)
+        self.step_states = self._rows[:, width:]  # (capacity, len(STEP_SLOTS))
+        self.states.copy_(self._init.expand_as(self.states))
         self.steps: list[int] = []
 
     @property
@@ -52,15 +56,17 @@ class StepBuffer:
         self.step_states[i].zero_()
 
     def drain(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Copy the committed rows to the host (one transfer each) and empty the ring.
+        """Copy the committed rows to the host (one transfer) and empty the ring.
 
         Returns:
             steps (k,) int64, states (k, n_layers, N_SLOTS), step states (k, n_step_slots).
         """
         k = len(self.steps)
         steps = np.asarray(self.steps, dtype=np.int64)
-        states = self.states[:k].to("cpu", copy=True).numpy()
-        step_states = self.step_states[:k].to("cpu", copy=True).numpy()
+        rows = self._rows[:k].to("cpu", copy=True).numpy()
+        width = self.states[0].numel()
+        states = rows[:, :width].reshape(k, *self.states.shape[1:])
+        step_states = rows[:, width:]
         self.steps = []
         self._reset(0)
         return steps, states, step_states

@@ -8,7 +8,6 @@ writing every layer's results into the state with two indexed ops.
 
 from __future__ import annotations
 
-import math
 import warnings
 import weakref
 
@@ -16,12 +15,14 @@ import torch
 
 from gradprobe.probe.layers import Layer
 from gradprobe.stats import N_SLOTS, SLOT, Workspace, activation_stats
-from gradprobe.stats.activation import COLUMNS, activation_moments
-from gradprobe.stats.tensor_stats import on
+from gradprobe.stats.activation import COLUMNS, activation_cheap
+from gradprobe.stats.tensor_stats import STACK_BELOW, on
 
 _A0 = SLOT[COLUMNS[0]]
 _N_SUMMED = len(COLUMNS) - 1  # every column but the last (a minimum) is summed
 _MIN_SLOT = SLOT[COLUMNS[-1]]
+# the rows of activation_cheap, then a 1 per member saying the count was taken
+_CHEAP_SLOTS = ("a_count", "a_sum", "a_sumsq", "a_nonfinite", "a_nf_counted")
 assert [SLOT[c] for c in COLUMNS] == list(range(_A0, _A0 + len(COLUMNS))), "slots out of order"
 
 
@@ -109,16 +110,14 @@ class ForwardCapture:
                 maxima.append((group, fmax))
         return torch.cat(stats), members, maxima
 
-    def collect(self, state: torch.Tensor, detail: bool, recheck: bool = False) -> None:
+    def collect(self, state: torch.Tensor, detail: bool) -> None:
         """Reduce the pending activations into state (n_layers, N_SLOTS); clear them.
 
         Args:
             state: the step's state.
-            detail: count non-finite and saturated elements, dead units and the smallest
-                magnitude, not only count, sum and sum of squares.
-            recheck: on a device where reading a value costs nothing (CPU), read whether
-                the sums are finite and, if not, redo the pass in detail, so the step a
-                NaN appears always has exact counts.
+            detail: also count saturated elements, dead units and the smallest magnitude;
+                count, sum, sum of squares and the non-finite count are taken always,
+                with no host read, so the step where a NaN appears has exact counts.
         """
         groups = self._groups()
         self._pending.clear()
@@ -126,10 +125,8 @@ class ForwardCapture:
         if not groups:
             return
         if not detail:
-            moments = self._moments(groups)
-            if not recheck or math.isfinite(moments[1:].sum().item()):
-                self._write_moments(state, groups, moments)
-                return
+            self._write_cheap(state, groups)
+            return
         values, members, maxima = self._reduce(groups)
         for group, fmax in maxima:
             self._merge_feature_max(group, fmax)
@@ -139,24 +136,25 @@ class ForwardCapture:
         flat.index_add_(0, summed, values[:, :_N_SUMMED].reshape(-1))
         flat.scatter_reduce_(0, minimum, values[:, -1], reduce="amin")
 
-    @staticmethod
-    def _moments(groups) -> torch.Tensor:
-        """(3, n_members): element count, sum and sum of squares, every group at once."""
-        stacks = []
+    def _write_cheap(self, state: torch.Tensor, groups) -> None:
+        """Count, sum, sum of squares and non-finite count of every member: one index_add."""
+        stacks, layers = [], []
         for _key, group in groups:
-            tensors = [m.tensor for m in group]
-            stacks.append(torch.stack(tensors) if len(tensors) > 1 else tensors[0].unsqueeze(0))
-        return activation_moments(stacks)
-
-    def _write_moments(self, state: torch.Tensor, groups, moments: torch.Tensor) -> None:
-        layers = tuple(m.layer.index for _key, group in groups for m in group)
-        key = ("moments", layers, str(state.device))
+            if len(group) > 1 and group[0].tensor.numel() < STACK_BELOW:
+                stacks.append(torch.stack([m.tensor for m in group]))
+            else:  # large: reduced one by one, no copy
+                stacks += [m.tensor.unsqueeze(0) for m in group]
+            layers += [m.layer.index for m in group]
+        cheap = on(activation_cheap(stacks, self._ws), state.device)  # (4, n_members)
+        layers = tuple(layers)
+        key = ("cheap", layers, str(state.device))
         if key not in self._targets:
             idx = torch.tensor(layers, device=state.device) * N_SLOTS
-            slots = torch.tensor([SLOT["a_count"], SLOT["a_sum"], SLOT["a_sumsq"]])
-            self._targets[key] = ((slots.to(state.device).unsqueeze(1) + idx).reshape(-1), idx)
-        targets, _ = self._targets[key]
-        state.view(-1).index_add_(0, targets, on(moments, state.device).reshape(-1))
+            slots = torch.tensor([SLOT[name] for name in _CHEAP_SLOTS], device=state.device)
+            ones = torch.ones(len(layers), dtype=torch.float64, device=state.device)
+            self._targets[key] = ((slots.unsqueeze(1) + idx).reshape(-1), ones)
+        targets, ones = self._targets[key]
+        state.view(-1).index_add_(0, targets, torch.cat([cheap.reshape(-1), ones]))
 
     def _merge_feature_max(self, members: list[_Pending], fmax: torch.Tensor) -> None:
         for j, m in enumerate(members):

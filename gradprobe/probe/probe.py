@@ -17,6 +17,7 @@ from gradprobe.probe.buffer import StepBuffer
 from gradprobe.probe.capture import ForwardCapture
 from gradprobe.probe.deltas import DeltaAccumulator
 from gradprobe.probe.flush import Flusher, Sink
+from gradprobe.probe.hooks import SwitchableHooks
 from gradprobe.probe.layers import Layer, describe, discover, first_tensor
 from gradprobe.probe.schedule import Schedule, as_schedule
 from gradprobe.probe.series_buffer import SeriesBuffer
@@ -110,10 +111,6 @@ class Probe:
         if not self._layers:
             raise ValueError(f"no layer of {type(model).__name__} is watched (unknown={unknown!r})")
         self._device = next(model.parameters()).device
-        # On CPU a value is read without any device synchronisation, so one flag per
-        # pass decides whether to count non-finite elements; elsewhere they are counted
-        # on the device at every recorded step (a pass that costs little there).
-        self._host_reads = self._device.type == "cpu"
         self._ws = Workspace()
         self._capture = ForwardCapture(self._ws)
         self._deltas = DeltaAccumulator()
@@ -132,6 +129,7 @@ class Probe:
         self._seen: set[int] = set()
         self._ran: set[int] = set()  # layers whose forward ran in this step
         self._forward_since_step = False
+        self._measured: tuple | None = None  # gradients reduced at the pre-step hook
         sink = make_sink()  # only now: a bad argument creates no run dir
         self._flusher = Flusher(
             self._buffer, sink, flush_secs, self._layer_order, series=(self._series,)
@@ -140,13 +138,15 @@ class Probe:
         self._step = 0 if last is None else last + 1
         self._recording = self._detail = False
         self._plan_step()
-        self._handles: list[Any] = []
+        self._handles: list[Any] = []  # always on: the root module's and the optimizer's
+        self._layer_hooks = SwitchableHooks()  # per module: off on steps not recorded
         self._closed = False
         try:
             self._attach()
         except BaseException:
             self._detach()
             raise
+        self._layer_hooks.switch(self._recording)
         if self._detail and optimizer is None:
             self._stats.snapshot()
         sink.set_meta(
@@ -158,16 +158,17 @@ class Probe:
 
     # -- hooks -----------------------------------------------------------------------
     def _attach(self) -> None:
+        self._handles.append(self.model.register_forward_pre_hook(self._on_model_start))
         for layer in self._layers:
             hook = partial(self._on_layer_forward, layer)
-            self._handles.append(layer.module.register_forward_hook(hook))
+            self._layer_hooks.add(layer.module.register_forward_hook(hook))
         if self._activations:
             for module in self.model.modules():
                 is_act, kind = activation_kind(module)
                 if is_act and next(module.parameters(recurse=False), None) is None:
                     hook = partial(self._on_activation, kind, type(module).__name__)
-                    self._handles.append(module.register_forward_hook(hook))
-        self._handles.extend(self._through_time.attach())
+                    self._layer_hooks.add(module.register_forward_hook(hook))
+        self._layer_hooks.extend(self._through_time.attach())
         # registered last: runs after the root's own layer hook, at the end of forward
         self._handles.append(self.model.register_forward_hook(self._on_model_forward))
         if self.optimizer is not None:
@@ -175,6 +176,7 @@ class Probe:
             self._handles.append(self.optimizer.register_step_post_hook(self._on_post_step))
 
     def _detach(self) -> None:
+        self._layer_hooks.remove()
         while self._handles:
             self._handles.pop().remove()
         self._deltas.active = False
@@ -187,13 +189,21 @@ class Probe:
         """Whether this forward pass measures the gradient through time (detail steps)."""
         return self._detail and self._live()
 
+    def _begin_forward(self) -> None:
+        """The first forward of a step (root or, when the root is not called, a layer)."""
+        self._forward_since_step = True
+        if self._flusher.due():  # flush what is due before this step writes anything
+            self.flush()
+
+    def _on_model_start(self, module, args) -> None:
+        if not self._forward_since_step and not self._closed and torch.is_grad_enabled():
+            self._begin_forward()
+
     def _on_layer_forward(self, layer: Layer, module, args, output) -> None:
         if self._closed or not torch.is_grad_enabled():
             return
-        if not self._forward_since_step:  # first layer of the step: flush what is due
-            self._forward_since_step = True
-            if self._flusher.due():
-                self.flush()
+        if not self._forward_since_step:
+            self._begin_forward()
         if not self._recording:
             return
         out = first_tensor(output)
@@ -218,12 +228,19 @@ class Probe:
 
     @torch.no_grad()
     def _collect(self, state: torch.Tensor) -> None:
-        detail = self._detail or not self._host_reads
-        self._capture.collect(state, detail, recheck=self._host_reads)
+        self._capture.collect(state, self._detail)
 
+    @torch.no_grad()
     def _on_pre_step(self, optimizer, args, kwargs) -> None:
-        if self._detail and not self._closed:
+        if self._closed:
+            return
+        if self._detail:
             self._stats.snapshot()
+        # a closure (LBFGS) computes the gradients inside step(): read them after it.
+        # args are those of optimizer.step, the optimizer itself first (torch's wrapper)
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if self._recording and closure is None:
+            self._measured = self._stats.measure(self._detail)
 
     def _on_post_step(self, optimizer, args, kwargs) -> None:
         if not self._closed:
@@ -256,8 +273,8 @@ class Probe:
             state, step_state = self._buffer.current()
             if self._capture.has_pending:
                 self._collect(state)
-            detail = self._detail or not self._host_reads
-            self._stats.grads(state, step_state, detail, recheck=self._host_reads)
+            measured, self._measured = self._measured, None
+            self._stats.grads(state, step_state, self._detail, measured)
             self._stats.deltas(state, self._deltas.take(), self._delta_mode, self._ran)
             self._stats.dead(state, self._capture.take_feature_max())
             if self._detail:
@@ -271,6 +288,7 @@ class Probe:
         self._forward_since_step = False
         self._ran = set()
         self._plan_step()
+        self._layer_hooks.switch(self._recording)
 
     def log_loss(self, loss: torch.Tensor | float) -> None:
         """Record the loss of the current step (or of the step just ended by opt.step()).

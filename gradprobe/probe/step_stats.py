@@ -1,24 +1,23 @@
 """Step side: gradient, delta, weight and update statistics of all layers, fused.
 
-Runs once per recorded step, after the backward (optimizer post-step hook or
-probe.step()). Gradients are read from .grad at that moment: after gradient accumulation,
-after AMP unscaling and clipping, i.e. the figures the optimizer uses (DESIGN.md).
+Runs once per recorded step, after the backward: gradients are reduced at the optimizer's
+pre-step hook (or at probe.step(), or after a step that takes a closure) and written into
+the state at its post-step hook. They are thus read after gradient accumulation, AMP
+unscaling and clipping: the figures the optimizer uses (DESIGN.md).
 
-Every recorded step measures what costs one pass over the gradients (sums of squares);
-detail steps add what needs more passes over parameter-sized memory: |g| mean and max,
-exact non-finite counts, ||W|| and the update W_t - W_{t-1}.
+Every recorded step measures sums of squares and exact non-finite counts, with no host
+read; detail steps add what needs more passes over parameter-sized memory: |g| mean and
+max, ||W|| and the update W_t - W_{t-1}.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
 from gradprobe.probe.layers import Layer
 from gradprobe.stats import N_SLOTS, SLOT, Workspace, diff_stats, param_stats, sumsq
 from gradprobe.stats.derivation import STEP_SLOT
-from gradprobe.stats.tensor_stats import on, sumsq_grouped
+from gradprobe.stats.tensor_stats import on, plan_groups, sumsq_nonfinite
 
 # Detail steps: per-tensor value columns routed into slots (column, weight slot, bias slot)
 _COLUMNS = ("sumsq", "abs_sum", "nonfinite", "numel", "counted")
@@ -99,59 +98,98 @@ class StepStats:
             )
         return self._cache[key]
 
+    def measure(self, detail: bool) -> tuple | None:
+        """Reduce the gradients as they are now; write nothing (see grads()).
+
+        Called from the optimizer's pre-step hook, right after the backward, while the
+        gradients are still in the CPU's caches: the optimizer step then streams
+        parameters, gradients and momenta through them (on the 784-1000-750-500-10
+        MLP the same kernels took 1.3 ms after the step; BENCHMARKS.md).
+
+        Returns:
+            (present, detail, values, plan), or None when no parameter has a gradient.
+        """
+        all_grads = [p.grad for p in self.params]
+        present = tuple(g is not None for g in all_grads)
+        grads = [g for g in all_grads if g is not None]
+        if not grads:
+            return None
+        if detail:
+            return present, True, param_stats(grads, self._ws), None
+        plan = self._cache.get(("groups", present))
+        if plan is None:
+            plan = self._cache["groups", present] = plan_groups(grads)
+        return present, False, sumsq_nonfinite(grads, plan, self._ws), plan
+
     def grads(
-        self, state: torch.Tensor, step_state: torch.Tensor, detail: bool, recheck: bool = False
+        self, state: torch.Tensor, step_state: torch.Tensor, detail: bool, measured=None
     ) -> None:
         """Gradient slots of state and the global gradient norm of step_state.
 
-        With recheck (a device where reading a value is free: CPU), a step whose sums of
-        squares are not finite is measured in detail, so it has exact non-finite counts.
+        Every recorded step takes sums of squares and exact non-finite counts (no host
+        read, so the step where a NaN appears is counted exactly); detail steps add |g|
+        sum and max.
+
+        Args:
+            state, step_state: the step's rows.
+            detail: measure the detail tier.
+            measured: what measure(detail) returned earlier in the step; None measures
+                the gradients now.
         """
-        present = tuple(p.grad is not None for p in self.params)
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if not grads:
+        if measured is None or measured[1] != detail:
+            measured = self.measure(detail)
+        if measured is None:
             return
-        if not detail:
-            values, order = sumsq_grouped(grads)
-            total = values.sum()
-            if not recheck or math.isfinite(total.item()):
-                self._write_sumsq(state, step_state, present, values, order, total)
-                return
-        self._write_detail(state, step_state, present, grads)
-
-    def _write_sumsq(self, state, step_state, present, values, order, total) -> None:
-        """Cheap steps: sums of squares and element counts only."""
-        key = ("sumsq", present, tuple(order), str(state.device))
-        if key not in self._cache:
-            row_of = {p: k for k, p in enumerate(i for i, has in enumerate(present) if has)}
-            grouped = {row: k for k, row in enumerate(order)}
-            rows, targets, numel_targets, numel = [], [], [], []
-            for p, layer, is_bias in self._owners:
-                if p in row_of:
-                    w_slot, n_slot = (
-                        ("g_b_sumsq", "g_b_numel") if is_bias else ("g_w_sumsq", "g_w_numel")
-                    )
-                    rows.append(grouped[row_of[p]])
-                    targets.append(layer * N_SLOTS + SLOT[w_slot])
-                    numel_targets.append(layer * N_SLOTS + SLOT[n_slot])
-                    numel.append(float(self.params[p].numel()))
-            dev = state.device
-            self._cache[key] = (
-                torch.tensor(rows, device=dev),
-                torch.tensor(targets + numel_targets, device=dev),
-                torch.tensor(numel, dtype=torch.float64, device=dev),
-                sum(float(self.params[p].numel()) for p in row_of),
-            )
-        rows, targets, numel, global_numel = self._cache[key]
+        present, detail, values, plan = measured
         values = on(values, state.device)
-        state.view(-1).index_add_(0, targets, torch.cat([values[rows], numel]))
-        step_state[STEP_SLOT["global_sumsq"]] += on(total, state.device)
-        step_state[STEP_SLOT["global_numel"]] += global_numel
+        if detail:
+            self._write_detail(state, step_state, present, values)
+        else:
+            self._write_cheap(state, step_state, present, values, plan)
 
-    def _write_detail(self, state, step_state, present, grads) -> None:
-        """Detail steps: |g| sum and max and non-finite counts too."""
+    def _cheap_routes(self, present: tuple[bool, ...], plan: list[list[int]], device) -> tuple:
+        """Flat state indices of each value of sumsq_nonfinite's (2, n) result (cached)."""
+        key = ("cheap", present, str(device))
+        if key in self._cache:
+            return self._cache[key]
+        order = [i for idx in plan for i in idx]
+        row_of = {p: k for k, p in enumerate(i for i, has in enumerate(present) if has)}
+        column = {row: k for k, row in enumerate(order)}
+        n = len(order)
+        sources, targets, consts, const_targets = [], [], [], []
+        for p, layer, is_bias in self._owners:
+            if p not in row_of:
+                continue
+            base = layer * N_SLOTS
+            sq_slot, n_slot = ("g_b_sumsq", "g_b_numel") if is_bias else ("g_w_sumsq", "g_w_numel")
+            sources += [column[row_of[p]], n + column[row_of[p]]]
+            targets += [base + SLOT[sq_slot], base + SLOT["g_nonfinite"]]
+            consts += [float(self.params[p].numel()), 1.0]
+            const_targets += [base + SLOT[n_slot], base + SLOT["g_nf_counted"]]
+
+        def t(xs, dtype=torch.long):
+            return torch.tensor(xs, dtype=dtype, device=device)
+
+        numel = sum(float(self.params[p].numel()) for p in row_of)
+        self._cache[key] = (
+            t(sources),
+            t(targets + const_targets),
+            t(consts, torch.float64),
+            t([numel], torch.float64),
+            t([STEP_SLOT["global_sumsq"], STEP_SLOT["global_numel"]]),
+        )
+        return self._cache[key]
+
+    def _write_cheap(self, state, step_state, present, values, plan) -> None:
+        """Cheap steps: sums of squares, non-finite counts and element counts."""
+        routes = self._cheap_routes(present, plan, state.device)
+        sources, targets, consts, global_numel, global_at = routes
+        state.view(-1).index_add_(0, targets, torch.cat([values.view(-1)[sources], consts]))
+        step_state.index_add_(0, global_at, torch.cat([values[0].sum().reshape(1), global_numel]))
+
+    def _write_detail(self, state, step_state, present, stats) -> None:
+        """Detail steps: |g| sum and max and non-finite counts too; stats (n, 4)."""
         sources, targets, max_rows, max_targets, numel = self._grad_routes(present, state.device)
-        stats = on(param_stats(grads, self._ws), state.device)  # (n, 4)
         values = torch.stack(
             [stats[:, 0], stats[:, 1], stats[:, 3], numel, torch.ones_like(numel)], dim=1
         )

@@ -119,10 +119,13 @@ class ThroughTime:
             return
         tensors = [(out, h_n, c_n)[i] for i in slots]
         inputs = _time_major(module, x, hx)
-        hook = partial(self._on_grads, layer, inputs, slots)
+        hidden = (out, out._version)  # the top layer's h_t, if still intact in backward
+        hook = partial(self._on_grads, layer, inputs, hidden, slots)
         torch.autograd.graph.register_multi_grad_hook(tensors, hook, mode="all")
 
-    def _on_grads(self, layer: Layer, inputs: tuple, slots: list[int], grads) -> None:
+    def _on_grads(
+        self, layer: Layer, inputs: tuple, hidden: tuple, slots: list[int], grads
+    ) -> None:
         """Runs in backward once every output of the call has its gradient (or none)."""
         if not self.active:
             return
@@ -131,7 +134,11 @@ class ThroughTime:
         for i, g in zip(slots, grads):
             full[i] = g
         grads = _grads_time_major(layer.module, tuple(full), unbatched, x.dtype)
-        dh = hidden_grads(layer.module, x, hx, grads)  # (T, B, H)
+        out, version = hidden
+        hs = None
+        if out._version == version:  # else modified in place: replay the layer instead
+            hs = _grads_time_major(layer.module, (out, None, None), unbatched, x.dtype)[0]
+        dh = hidden_grads(layer.module, x, hx, grads, hs)  # (T, B, H)
         norm = torch.linalg.vector_norm(dh, dim=(1, 2), dtype=torch.float64)  # (T,)
         self._add(layer.index, norm.square())
 

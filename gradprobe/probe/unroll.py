@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gradprobe.probe.lstm_bptt import lstm_hidden_grads
+
 MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
 
 
@@ -98,7 +100,9 @@ def top_layer_input(module: nn.RNNBase, x: torch.Tensor, h0s, c0s) -> torch.Tens
     return x
 
 
-def hidden_grads(module: nn.RNNBase, x: torch.Tensor, hx: tuple, grads: tuple) -> torch.Tensor:
+def hidden_grads(
+    module: nn.RNNBase, x: torch.Tensor, hx: tuple, grads: tuple, hs: torch.Tensor | None = None
+) -> torch.Tensor:
     """dC/dh_t of the top stacked layer for every t, through every later time step.
 
     Args:
@@ -107,6 +111,9 @@ def hidden_grads(module: nn.RNNBase, x: torch.Tensor, hx: tuple, grads: tuple) -
         hx: (h0, c0): arrays of shape (num_layers, B, H); c0 None unless LSTM.
         grads: (dC/d output (T, B, H), dC/d h_n (num_layers, B, H), dC/d c_n); each may
             be None where that output received no gradient.
+        hs: the module's output (T, B, H), the top layer's hidden states, when they are
+            known to be intact: an LSTM then takes the hand-written backward
+            (gradprobe.probe.lstm_bptt), with no replay under autograd.
 
     Returns:
         array of shape (T, B, H): the total derivative of the loss with respect to the
@@ -115,6 +122,11 @@ def hidden_grads(module: nn.RNNBase, x: torch.Tensor, hx: tuple, grads: tuple) -
     h0s, c0s = hx
     top = module.num_layers - 1
     x_top = top_layer_input(module, x, h0s, c0s)
+    if hs is not None and module.mode == "LSTM":
+        g_out, g_hn, g_cn = grads
+        top_grads = (g_out, *(None if g is None else g[top] for g in (g_hn, g_cn)))
+        weights = layer_weights(module, top)
+        return lstm_hidden_grads(x_top, h0s[top], c0s[top], hs, weights, top_grads)
     with torch.enable_grad():
         h0 = h0s[top].detach().requires_grad_(True)  # a leaf: every h_t joins the graph
         c0 = None if c0s is None else c0s[top].detach()

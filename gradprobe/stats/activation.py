@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from gradprobe.stats.tensor_stats import row_abs, row_nonfinite
+from gradprobe.stats.tensor_stats import row_abs, row_finite, row_sumsq
 from gradprobe.stats.workspace import Workspace
 
 # A unit is saturated when its activation is within 3% of an asymptote: |tanh(z)| > 0.97,
@@ -68,6 +68,34 @@ def activation_moments(groups: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([total.new_tensor(counts), total, norm.square()]).double()
 
 
+def activation_cheap(groups: list[torch.Tensor], ws: Workspace | None = None) -> torch.Tensor:
+    """activation_moments and the count of NaN/Inf elements, with no host read.
+
+    Args:
+        groups: tensors of shape (G_i, ...), each a stack of same-shaped activations.
+        ws: scratch memory reused across calls.
+
+    Returns:
+        float64 tensor of shape (4, sum of G_i): counts, sums, sums of squares and
+        non-finite counts.
+    """
+    sums, squares, nonfinite, counts = [], [], [], []
+    for x in groups:
+        rows = x.detach().reshape(x.shape[0], -1)
+        if rows.dtype not in (torch.float32, torch.float64):
+            rows = rows.float()
+        n = rows.shape[1]
+        sums.append(rows.sum(1).double())
+        squares.append(row_sumsq(rows).double())
+        nonfinite.append(row_finite(rows, ws).neg_().add_(n))
+        counts += [float(n)] * rows.shape[0]
+    if len(groups) == 1:
+        total, sq, nf = sums[0], squares[0], nonfinite[0]
+    else:
+        total, sq, nf = torch.cat(sums), torch.cat(squares), torch.cat(nonfinite)
+    return torch.stack([total.new_tensor(counts), total, sq, nf])
+
+
 def activation_stats(
     x: torch.Tensor,
     feature_dim: int,
@@ -100,7 +128,7 @@ def activation_stats(
     a = row_abs(rows, ws)
     sat, sat_n = _saturated(rows, a, kind)
     abs_min = torch.where(a > 0, a, math.inf).amin(1)
-    nonfinite = row_nonfinite(a)  # overwrites a
+    nonfinite = row_finite(rows, ws).neg_().add_(n)  # reuses ws: after |x|'s last use
     cols = [zeros + n, total, sq, nonfinite, sat.to(total.dtype), zeros + sat_n, zeros + 1, abs_min]
     feature_max = None
     if kind in DYING:

@@ -31,13 +31,17 @@ def _grad_quantities(s) -> dict[str, np.ndarray]:
         "grad_abs_mean": _ratio(s("g_w_abs_sum"), np.where(s("g_counted") > 0, w_n, 0)),
         "grad_abs_max": np.where((w_n > 0) & (s("g_counted") > 0), s("g_w_abs_max"), np.nan),
         "grad_nonfinite": _nonfinite(
-            s("g_nonfinite"), s("g_counted"), s("g_w_sumsq") + s("g_b_sumsq"), w_n + b_n
+            s("g_nonfinite"),
+            s("g_counted") + s("g_nf_counted"),
+            s("g_w_sumsq") + s("g_b_sumsq"),
+            w_n + b_n,
         ),
     }
 
 
 def _nonfinite(count, counted, sums, measured) -> np.ndarray:
-    """The count where it was taken (detail steps); elsewhere 0 when the sums are finite
+    """The count where it was taken (every recorded step of the probe; the detail steps
+    of older writers); elsewhere 0 when the sums are finite
     (a finite sum of squares proves every element finite) and NaN (unknown) when not."""
     with np.errstate(invalid="ignore"):
         proven_clean = np.where(np.isfinite(sums), 0.0, np.nan)
@@ -69,7 +73,7 @@ def _activation_quantities(s) -> dict[str, np.ndarray]:
         "saturated_frac": _ratio(s("a_sat"), s("a_sat_count")),  # 0/0 off detail steps
         "dead_frac": _ratio(s("a_dead"), s("a_units")),
         "act_nonfinite": _nonfinite(
-            s("a_nonfinite"), s("a_counted"), s("a_sum") + s("a_sumsq"), count
+            s("a_nonfinite"), s("a_counted") + s("a_nf_counted"), s("a_sum") + s("a_sumsq"), count
         ),
         # +inf means no nonzero element was seen: nothing to report
         "abs_min_nonzero": np.where((s("a_counted") > 0) & (abs_min < np.inf), abs_min, np.nan),

@@ -39,6 +39,10 @@ SLOTS: tuple[tuple[str, str], ...] = (
     ("a_abs_min_nonzero", "min"),
     ("a_dead", "sum"),  # ReLU units at zero over the whole batch
     ("a_units", "sum"),  # ReLU units eligible
+    # > 0 where g_nonfinite / a_nonfinite were counted without the rest of the detail
+    # statistics: every recorded step since the probe stopped reading flags on the host
+    ("g_nf_counted", "sum"),
+    ("a_nf_counted", "sum"),
 )
 
 SLOT = {name: i for i, (name, _) in enumerate(SLOTS)}
