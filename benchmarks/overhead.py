@@ -1,11 +1,14 @@
-"""Step time with the probe divided by the bare step, measured in one process, interleaved.
+"""Step time with a gradient monitor divided by the bare step, in one process, interleaved.
 
-Two identical copies of a model train side by side on the same batches: one bare, one
-watched by gradprobe. Blocks of steps alternate between them, so drift of the machine
-(frequency, other load) hits both alike; the ratio is the median over blocks.
+Identical copies of a model train on the same batches: one bare, one per monitor
+(gradprobe's default, gradprobe every=10, and the monitors people use today,
+benchmarks/monitors.py). Each round runs, for every monitor, a block of steps of the
+bare copy next to a block of the monitored one; the ratio of the two blocks' step times
+is taken per round and the table gives the median over rounds. The control row is a
+second bare copy: the method's noise floor. SGD with momentum, cross-entropy.
 
-    python benchmarks/overhead.py            # the two models of issue 2, ~1 min on 2 cores
-    python benchmarks/overhead.py --quick    # fewer repeats
+    python benchmarks/overhead.py            # 4 models and the depth sweep, ~4 min
+    python benchmarks/overhead.py --quick    # fewer, shorter rounds, ~1 min
 """
 
 from __future__ import annotations
@@ -15,42 +18,24 @@ import copy
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 import torch
+from bench_models import DEPTHS, MODELS, Bench, deep_mlp
+from monitors import MONITORS, MissingPackage
 from torch import nn
 
 import gradprobe as gp
 
-VARIANTS = {
-    "control: no probe": None,  # two bare copies: the noise floor of the method
-    "no-op hooks only": "noop",  # the floor any hook-based monitor pays
-    "default": {},
-    "default, run_dir": {"run_dir": True},
-    "detail_every=1": {"detail_every": 1},
-    "detail_every=100": {"detail_every": 100},
-    "no activations": {"activations": False},
-    "every=10": {"every": 10},
-}
-
-
-def mlp(sizes: list[int], act=nn.ReLU) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), act()]
-    return nn.Sequential(*layers[:-1])
-
-
-MODELS = {
-    "MLP 784-1000-750-500-10, batch 100": (lambda: mlp([784, 1000, 750, 500, 10]), 784, 10, 100),
-    "MLP 64 layers of width 64, batch 32": (lambda: mlp([64] * 65), 64, 64, 32),
-}
-
 
 class Trainer:
-    def __init__(self, model: nn.Module, batches) -> None:
+    """A model, its SGD optimizer and batches; optional callback after each backward."""
+
+    def __init__(self, model: nn.Module, batches, callback: Callable | None = None) -> None:
         self.model = model
         self.opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         self.batches = batches
+        self.callback = callback
         self.i = 0
 
     def run(self, n: int) -> float:
@@ -62,73 +47,159 @@ class Trainer:
             self.opt.zero_grad()
             loss = nn.functional.cross_entropy(self.model(x), y)
             loss.backward()
+            if self.callback is not None:
+                self.callback(self.i)
             self.opt.step()
         return (time.perf_counter() - start) / n
 
 
-def _attach_noop_hooks(trainer: Trainer) -> None:
-    """The hooks gradprobe registers (every module, the optimizer's step), doing nothing."""
+def _gradprobe(**options) -> Callable:
+    def attach(trainer: Trainer, tmp: str) -> Callable[[], None]:
+        return gp.watch(trainer.model, trainer.opt, **options).close
 
-    def noop(*args):
-        return None
-
-    for module in trainer.model.modules():
-        module.register_forward_hook(noop)
-    trainer.opt.register_step_pre_hook(noop)
-    trainer.opt.register_step_post_hook(noop)
+    return attach
 
 
-def twin_trainers(build, n_in: int, n_out: int, batch: int) -> tuple[Trainer, Trainer]:
-    """Two trainers of identical copies of a model, on the same 8 seeded batches."""
+def _monitor(attach_fn) -> Callable:
+    def attach(trainer: Trainer, tmp: str) -> Callable[[], None]:
+        trainer.callback, close = attach_fn(trainer.model, tmp)
+        return close
+
+    return attach
+
+
+def _noop_hooks(trainer: Trainer, tmp: str) -> Callable[[], None]:
+    """The hooks gradprobe registers by default (layers, activations), doing nothing."""
+    probe = gp.watch(trainer.model, trainer.opt)
+    modules = [m for m in trainer.model.modules() if m._forward_hooks and m is not trainer.model]
+    probe.close()
+    handles = [m.register_forward_hook(lambda *args: None) for m in modules]
+    return lambda: [h.remove() for h in handles]
+
+
+def _one_pass(trainer: Trainer, tmp: str) -> Callable[[], None]:
+    """One sum of squares per gradient after each step, kept on the device (no host read)."""
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+
+    def read(optimizer, args, kwargs) -> None:
+        torch._foreach_norm([p.grad for p in params if p.grad is not None])
+
+    return trainer.opt.register_step_post_hook(read).remove
+
+
+FLOORS = {
+    "floor: no-op forward hooks where gradprobe hooks": _noop_hooks,
+    "floor: one norm pass over the gradients per step": _one_pass,
+}
+GRADPROBE = {
+    "gradprobe default (every=1, detail_every=10)": _gradprobe(),
+    "gradprobe every=10": _gradprobe(every=10),
+}
+VARIANTS = {
+    "control: a second bare copy": lambda trainer, tmp: lambda: None,
+    **GRADPROBE,
+    **FLOORS,
+    **{name: _monitor(fn) for name, fn in MONITORS.items()},
+}
+
+
+def _trainers(bench: Bench, variants: dict, tmp: str) -> tuple[Trainer, dict, list]:
+    """The bare trainer and one per variant that could attach; closers; skip messages."""
     torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
-    batches = [
-        (torch.randn(batch, n_in, generator=g), torch.randint(0, n_out, (batch,), generator=g))
-        for _ in range(8)
-    ]
-    base = build()
-    return Trainer(base, batches), Trainer(copy.deepcopy(base), batches)
+    base = bench.build()
+    batches = bench.batches()
+    bare = Trainer(base, batches)
+    watched, closers, skipped = {}, [], []
+    for name, attach in variants.items():
+        trainer = Trainer(copy.deepcopy(base), batches)
+        try:
+            closers.append(attach(trainer, tmp))
+        except MissingPackage as exc:
+            skipped.append(f"{name}: skipped ({exc})")
+            continue
+        watched[name] = trainer
+    return bare, watched, closers + skipped
 
 
-def measure(build, n_in, n_out, batch, options, repeats, block) -> tuple[float, float]:
-    bare, watched = twin_trainers(build, n_in, n_out, batch)
-    tmp = tempfile.TemporaryDirectory()
-    probe = None
-    if options == "noop":
-        _attach_noop_hooks(watched)
-    elif options is not None:
-        opts = dict(options)
-        if opts.pop("run_dir", False):
-            opts["run_dir"] = tmp.name
-        probe = gp.watch(watched.model, watched.opt, **opts)
-    bare.run(block), watched.run(block)  # warm-up: allocator, caches, first flush
-    ratios, bare_times = [], []
-    for _ in range(repeats):
-        t_bare = bare.run(block)
-        t_probe = watched.run(block)
-        ratios.append(t_probe / t_bare)
-        bare_times.append(t_bare)
-    if probe is not None:
-        probe.close()
-    tmp.cleanup()
-    return statistics.median(ratios), statistics.median(bare_times)
+def interleaved(bench: Bench, variants: dict, rounds: int, block_secs: float) -> tuple:
+    """{variant: median ratio to bare}, the median bare step (s), skip messages.
+
+    Each round pairs a block of the bare copy with a block of each variant, adjacent, the
+    bare block first in even rounds and second in odd ones (no copy always runs after
+    the same one); a ratio is the variant's block over its paired bare block.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        bare, watched, extra = _trainers(bench, variants, tmp)
+        for trainer in (bare, *watched.values()):
+            trainer.run(3)  # warm-up: allocator, caches, the probe's first steps
+        block = max(2, round(block_secs / bare.run(3)))
+        ratios: dict[str, list[float]] = {name: [] for name in watched}
+        bare_times = []
+        for r in range(rounds):
+            for name, trainer in watched.items():
+                pair = (bare, trainer) if r % 2 == 0 else (trainer, bare)
+                times = {id(t): t.run(block) for t in pair}
+                ratios[name].append(times[id(trainer)] / times[id(bare)])
+                bare_times.append(times[id(bare)])
+        for close in extra:
+            if callable(close):
+                close()
+    medians = {name: statistics.median(r) for name, r in ratios.items()}
+    return medians, statistics.median(bare_times), [c for c in extra if isinstance(c, str)]
+
+
+def compare_monitors(rounds: int, block_secs: float) -> None:
+    """One markdown table: a row per monitor, a column per model."""
+    columns, skipped, bare_ms = {}, set(), []
+    for model_name, bench in MODELS.items():
+        ratios, bare, skips = interleaved(bench, VARIANTS, rounds, block_secs)
+        columns[model_name] = ratios
+        skipped.update(skips)
+        bare_ms.append(f"{bare * 1e3:.2f} ms")
+        print(f"  done: {model_name} (bare step {bare * 1e3:.2f} ms)", flush=True)
+    print("\n| monitor | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for name in VARIANTS:
+        if all(name in c for c in columns.values()):
+            cells = [f"{c[name]:.3f}x" for c in columns.values()]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+    print("| bare step (median) | " + " | ".join(bare_ms) + " |")
+    for line in sorted(skipped):
+        print(f"- {line}")
+
+
+def depth_sweep(rounds: int, block_secs: float) -> None:
+    """Overhead against depth: the extra milliseconds must grow no faster than the step."""
+    print("\nMLP of width 32, batch 32, by depth: gradprobe default, every=10, no-op hooks\n")
+    head = ("layers", "bare step ms", "default", "extra ms", "extra us/layer", "every=10")
+    print("| " + " | ".join(head + ("no-op hooks",)) + " |")
+    print("|---" * (len(head) + 1) + "|")
+    variants = {**GRADPROBE, "noop": _noop_hooks}
+    for depth in DEPTHS:
+        ratios, bare, _ = interleaved(deep_mlp(depth), variants, rounds, block_secs)
+        default, sparse, noop = ratios.values()
+        extra = (default - 1) * bare
+        row = (depth, f"{bare * 1e3:.2f}", f"{default:.3f}x", f"{extra * 1e3:.3f}")
+        row += (f"{extra / depth * 1e6:.2f}", f"{sparse:.3f}x", f"{noop:.3f}x")
+        print("| " + " | ".join(str(c) for c in row) + " |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    parser.add_argument("--no-depth", action="store_true", help="skip the depth sweep")
+    parser.add_argument("--no-models", action="store_true", help="only the depth sweep")
     args = parser.parse_args()
-    repeats, block = (5, 20) if args.quick else (15, 50)
-    torch.set_num_threads(torch.get_num_threads())
+    rounds, block_secs = (9, 0.05) if args.quick else (25, 0.08)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{repeats} interleaved blocks of {block} steps; ratio = probe / bare step (median)"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds of "
+        f"~{block_secs:.2f} s blocks per copy; ratio = monitored / bare step (median)",
+        flush=True,
     )
-    for model_name, (build, n_in, n_out, batch) in MODELS.items():
-        print(f"\n{model_name}")
-        for variant, options in VARIANTS.items():
-            ratio, bare = measure(build, n_in, n_out, batch, options, repeats, block)
-            print(f"  {variant:<20} {ratio:6.3f}x   (bare step {bare * 1e3:6.2f} ms)")
+    if not args.no_models:
+        compare_monitors(rounds, block_secs)
+    if not args.no_depth:
+        depth_sweep(rounds, block_secs)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,23 @@
 """Where the probe's time goes inside a training loop: its hooks and step, timed in place.
 
 Wraps the probe's hook and step functions with perf_counter and trains a bare and a
-watched copy of the model alternately; prints the watched-minus-bare step time and each
-part's time per step. Micro-benchmarks of the same kernels run 3-5x faster than here,
-where the caches are cold after the backward.
+watched copy of each model alternately; prints the watched-minus-bare step time and
+each part's time per step (nested parts are included in their callers' time).
 
-    python benchmarks/overhead_breakdown.py                 # both models, default probe
-    python benchmarks/overhead_breakdown.py --detail-every 1
+    python benchmarks/overhead_breakdown.py                 # every model, default probe
+    python benchmarks/overhead_breakdown.py --detail-every 1 --model LSTM
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import copy
 import time
 
-from overhead import MODELS, twin_trainers
+import torch
+from bench_models import MODELS
+from overhead import Trainer
 
 import gradprobe as gp
 from gradprobe.probe import capture, probe, step_stats
@@ -25,6 +27,8 @@ PARTS = [
     (probe.Probe, "_on_activation"),
     (probe.Probe, "_collect"),
     (probe.Probe, "_end_step"),
+    (probe.Probe, "_on_pre_step"),
+    (step_stats.StepStats, "measure"),
     (step_stats.StepStats, "grads"),
     (step_stats.StepStats, "deltas"),
     (step_stats.StepStats, "weights_and_update"),
@@ -47,26 +51,35 @@ def _timed(totals, name, fn):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detail-every", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--every", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--model", default="", help="only models whose name contains this")
     args = parser.parse_args()
     totals: collections.Counter = collections.Counter()
     for cls, name in PARTS:
         setattr(cls, name, _timed(totals, f"{cls.__name__}.{name}", getattr(cls, name)))
-    for model_name, (build, n_in, n_out, batch) in MODELS.items():
-        bare, watched = twin_trainers(build, n_in, n_out, batch)
-        p = gp.watch(watched.model, watched.opt, detail_every=args.detail_every)
-        bare.run(20), watched.run(20)
+    for model_name, bench in MODELS.items():
+        if args.model not in model_name:
+            continue
+        torch.manual_seed(0)
+        base = bench.build()
+        bare, watched = (
+            Trainer(base, bench.batches()),
+            Trainer(copy.deepcopy(base), bench.batches()),
+        )
+        p = gp.watch(watched.model, watched.opt, every=args.every, detail_every=args.detail_every)
+        bare.run(10), watched.run(10)
         totals.clear()
-        blocks = args.steps // 50
+        blocks = max(1, args.steps // 20)
         t_bare = t_watched = 0.0
         for _ in range(blocks):  # alternate, as benchmarks/overhead.py does
-            t_bare += bare.run(50) / blocks
-            t_watched += watched.run(50) / blocks
+            t_bare += bare.run(20) / blocks
+            t_watched += watched.run(20) / blocks
         p.close()
-        print(f"\n{model_name}, detail_every={args.detail_every}")
+        print(f"\n{model_name}, every={args.every}, detail_every={args.detail_every}")
         print(f"  bare {t_bare * 1e3:.2f} ms, watched {t_watched * 1e3:.2f} ms per step")
         for name, seconds in totals.most_common():
-            print(f"  {name:<36} {seconds / (blocks * 50) * 1e3:7.3f} ms per step")
+            print(f"  {name:<36} {seconds / (blocks * 20) * 1e3:7.3f} ms per step")
 
 
 if __name__ == "__main__":
