@@ -39,12 +39,14 @@ def watch(
         every: record every n-th step (int >= 1), a preset ("log"), or a callable
             step -> bool.
         detail_every: of the recorded steps, those that also measure what needs extra
-            passes over parameter-sized memory: grad_abs_mean/max, exact non-finite
-            counts, weight_norm, the update quantities, saturation, dead units and
-            abs_min_nonzero, and for RNN/LSTM/GRU layers the series delta_norm_t
-            (dC/dh_t through time, by replaying the recurrence; NaN on other steps).
-            Non-finite counts are exact at every recorded step, with no host read
-            between flushes. 1 measures everything at every recorded step.
+            passes over parameter-sized memory: grad_abs_mean/max, weight_norm, the
+            update quantities, saturation, dead units and abs_min_nonzero, and for
+            RNN/LSTM/GRU layers the series delta_norm_t (dC/dh_t through time, by
+            replaying the recurrence); NaN on other steps. It counts recorded steps:
+            every=10, detail_every=10 measures in detail every 100th step (a callable
+            gets the recorded step's index 0, 1, 2, ...). 1 measures everything at
+            every recorded step. Non-finite counts are exact at every recorded step,
+            with no host read between flushes.
         run_dir: directory for run.json and metrics.sqlite (committed at every flush);
             None keeps the record in memory only.
         activations: record activation statistics (forward hooks).

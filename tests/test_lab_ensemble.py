@@ -42,7 +42,7 @@ def members(activation: str = "sigmoid", nan_member: int | None = None) -> list[
     return models
 
 
-def solo(model: nn.Sequential, x, y, seed: int) -> gp.Record:
+def solo(model: nn.Sequential, x, y, seed: int, **watch) -> gp.Record:
     """One member alone: the ordinary loop, Nielsen's cost and L2, gp.watch at every step."""
     decayed = [p for p in model.parameters() if p.dim() > 1]
     rest = [p for p in model.parameters() if p.dim() == 1]
@@ -54,7 +54,7 @@ def solo(model: nn.Sequential, x, y, seed: int) -> gp.Record:
     g = torch.Generator().manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the NaN member's warning
-        with gp.watch(model, opt) as probe:
+        with gp.watch(model, opt, **watch) as probe:
             for _ in range(EPOCHS):
                 order = torch.randperm(N, generator=g)
                 for start in range(0, N, BATCH):
@@ -193,3 +193,11 @@ def test_bad_input_says_what_is_wrong(change, match):
     args = {"epochs": 1, "batch_size": BATCH, "lr": LR, "seeds": DATA_SEEDS, **kw}
     with pytest.raises((ValueError, TypeError), match=match):
         train_ensemble(models, x, y, **args)
+
+
+def test_sparse_schedules_equal_the_solo_probe():
+    # detail_every counts recorded steps in both probes: every=2, detail_every=3
+    x, y = data()
+    records = ensemble(members("sigmoid"), x, y, every=2, detail_every=3)
+    for model, record, seed in zip(members("sigmoid"), records, DATA_SEEDS):
+        assert_records_equal(record, solo(model, x, y, seed, every=2, detail_every=3))

@@ -490,6 +490,16 @@ def test_every_n(with_opt):
     assert np.isfinite(rec["update_norm"]).all()
 
 
+def test_detail_every_counts_recorded_steps():
+    # every=2 records steps 0, 2, 4, 6, 8; detail_every=2 takes every 2nd of those (a
+    # schedule on step numbers would take them all)
+    rec = _record_with(2, 9, detail_every=2)
+    np.testing.assert_array_equal(rec.steps, [0, 2, 4, 6, 8])
+    detailed = np.isfinite(rec["weight_norm"]).all(axis=1)
+    np.testing.assert_array_equal(detailed, [True, False, True, False, True])
+    assert np.isfinite(rec["grad_norm"]).all()
+
+
 def test_every_callable():
     seen = []
 

@@ -147,6 +147,7 @@ class EnsembleProbe:
         self._ones = self._template.new_ones(m, self.n_layers)
         self._twos = self._ones * 2
         self._steps: list[int] = []
+        self._n_recorded = 0  # recorded steps so far: what detail_every counts
         self.step = 0
         self.first_nonfinite: list[dict | None] = [None] * m
         self._layers_written = self._closed = False
@@ -165,8 +166,9 @@ class EnsembleProbe:
         return state
 
     def _plan(self, step: int) -> tuple[bool, bool]:
+        # as Probe._plan_step: detail_every counts recorded steps
         recording = bool(self._schedule(step))
-        return recording, recording and bool(self._detail_schedule(step))
+        return recording, recording and bool(self._detail_schedule(self._n_recorded))
 
     # -- steps -----------------------------------------------------------------------
     def before_update(self) -> None:
@@ -202,6 +204,7 @@ class EnsembleProbe:
             }
             self._step_states[i].copy_(torch.stack([columns[n] for n in STEP_SLOTS], 1))
             self._steps.append(self.step - 1)
+            self._n_recorded += 1
         self.recording, self.detail = self._plan(self.step)
         if self._steps and (len(self._steps) >= self._capacity or self._flush_secs_passed()):
             self.flush()

@@ -136,6 +136,7 @@ class Probe:
         )
         last = sink.last_step()
         self._step = 0 if last is None else last + 1
+        self._n_recorded = 0  # recorded steps so far: what detail_every counts
         self._recording = self._detail = False
         self._plan_step()
         self._handles: list[Any] = []  # always on: the root module's and the optimizer's
@@ -260,9 +261,14 @@ class Probe:
             self._stats.snapshot()
 
     def _plan_step(self) -> None:
-        """Decide what the step now starting records."""
+        """Decide what the step now starting records.
+
+        `every` reads the step number; `detail_every` counts recorded steps, so that
+        every=10, detail_every=10 measures in detail every 100th step, not every
+        recorded one.
+        """
         self._recording = bool(self._schedule(self._step))
-        self._detail = self._recording and bool(self._detail_schedule(self._step))
+        self._detail = self._recording and bool(self._detail_schedule(self._n_recorded))
 
     @torch.no_grad()
     def _end_step(self) -> None:
@@ -281,6 +287,7 @@ class Probe:
                 self._stats.weights_and_update(state)
                 self._series.put(len(self._buffer.steps), self._through_time.take())
             self._buffer.commit(step)
+            self._n_recorded += 1
         else:
             self._deltas.take()
             self._capture.discard()
