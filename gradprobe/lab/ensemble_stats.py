@@ -22,7 +22,7 @@ from gradprobe.probe.schedule import Schedule, as_schedule
 from gradprobe.stats import SLOT, Workspace, activation_stats, derive, derive_steps
 from gradprobe.stats.activation import COLUMNS, DYING
 from gradprobe.stats.derivation import STEP_SLOT, STEP_SLOTS
-from gradprobe.stats.nonfinite import first_nonfinite
+from gradprobe.stats.nonfinite import describe_first_nonfinite, first_nonfinite
 from gradprobe.stats.slots import init_row
 from gradprobe.stats.tensor_stats import EXACT_F32_COUNT, row_abs, row_finite, row_sumsq
 
@@ -314,13 +314,8 @@ class EnsembleProbe:
             found = first_nonfinite(steps, names, mine, step_values["loss"][:, m], loss_bad[:, m])
             if found is not None:
                 self.first_nonfinite[m] = found
-                where = f"layer {found['layer']!r}" if found["layer"] else "the loss"
-                warnings.warn(
-                    f"gradprobe: member {m}: first non-finite value at step {found['step']}, "
-                    f"{where} ({found['where']} pass)",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+                message = describe_first_nonfinite(found)
+                warnings.warn(f"gradprobe: member {m}: {message}", RuntimeWarning, stacklevel=3)
 
     def close(self, status: str = "done", error: str | None = None) -> None:
         """Flush, and mark every member's run done (or failed / interrupted)."""

@@ -13,7 +13,7 @@ from gradprobe.probe.buffer import StepBuffer
 from gradprobe.probe.series_buffer import SeriesBuffer
 from gradprobe.stats import derive, derive_steps
 from gradprobe.stats.derivation import STEP_SLOT
-from gradprobe.stats.nonfinite import first_nonfinite
+from gradprobe.stats.nonfinite import describe_first_nonfinite, first_nonfinite
 
 
 class Sink(Protocol):
@@ -95,10 +95,4 @@ class Flusher:
         if found is None:
             return
         self.first_nonfinite = found
-        where = f"layer {found['layer']!r}" if found["layer"] else "the loss"
-        warnings.warn(
-            f"gradprobe: first non-finite value at step {found['step']}, {where} "
-            f"({found['where']} pass)",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+        warnings.warn(f"gradprobe: {describe_first_nonfinite(found)}", RuntimeWarning, stacklevel=4)

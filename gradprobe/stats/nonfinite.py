@@ -114,3 +114,9 @@ def first_nonfinite(
         return {"step": step, "layer": None, "where": "loss"}
     last = len(layers) - 1 - int(np.argmax(backward[i][::-1]))
     return {"step": step, "layer": layers[last], "where": "backward"}
+
+
+def describe_first_nonfinite(found: dict) -> str:
+    """`first_nonfinite`'s answer in words, for the warning the probes give once."""
+    where = f"layer {found['layer']!r}" if found["layer"] else "the loss"
+    return f"first non-finite value at step {found['step']}, {where} ({found['where']} pass)"
