@@ -255,3 +255,23 @@ def test_closure_optimizer_gradients_read_after_the_step():
             opt.step(closure)
             expected.append([model[i].weight.grad.norm().item() for i in (0, 2, 4)])
     np.testing.assert_allclose(p.record()["grad_norm"], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("detail_every", [1, 10**9])
+def test_no_host_read_in_a_deep_net_with_many_parameters(host_reads, detail_every):
+    """24 layers, 48 parameter tensors: a per-layer or per-parameter read would show."""
+    layers: list[nn.Module] = []
+    for _ in range(24):
+        layers += [nn.Linear(16, 16), nn.Tanh()]
+    model = nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(8, 16), torch.randn(8, 16)
+    with gp.watch(model, opt, detail_every=detail_every, flush_every=1000) as probe:
+        host_reads.clear()
+        for _ in range(20):
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            probe.log_loss(loss)
+        assert sum(host_reads.values()) == 0, dict(host_reads)
