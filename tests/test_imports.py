@@ -20,6 +20,8 @@ ALLOWED = {
     "diagnose": {"diagnose", "record", "probe", "stats"},
     "theory": {"theory"},
     "lab": {"lab", "diagnose", "theory", "record", "probe", "stats", "attach", "_version"},
+    "viz": {"viz", "diagnose", "theory", "record", "stats", "_version"},
+    "integrations": {"integrations", "probe", "record", "stats", "attach", "_version"},
 }
 
 
