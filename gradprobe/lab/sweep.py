@@ -107,22 +107,33 @@ def _run_one(experiment: Experiment, point: dict, run_dir: Path, overwrite: bool
     return row
 
 
+BACKENDS = ("local", "ray")
+LOCAL_JOBS = 2  # worker processes by default: the 2 cores of a small machine
+
+
 def sweep(
     base: Experiment,
     grid: Mapping[str, Sequence[Any]],
     out: str | Path,
     *,
-    jobs: int = 2,
+    jobs: int | None = None,
     overwrite: bool = False,
+    backend: str = "local",
+    address: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Train every point of `grid` applied to `base`, `jobs` processes at a time.
+    """Train every point of `grid` applied to `base`, `jobs` at a time, here or on Ray.
 
     Args:
         base: the settings shared by every run.
         grid: field -> values, e.g. {"activation": ["sigmoid", "relu"], "depth": [2, 5]}.
         out: parent directory; each run writes out/<run_name(point)>.
-        jobs: worker processes (spawned, one torch thread each).
+        jobs: runs trained at once, one torch thread each; None: 2 local worker
+            processes, or as many as the Ray cluster's CPUs run.
         overwrite: replace runs already in those directories.
+        backend: "local" (spawned processes on this machine) or "ray" (one Ray task per
+            point: gradprobe.lab.sweep_ray; needs the `ray` extra).
+        address: for backend="ray", the cluster to join (ray.init(address=...));
+            None starts a local Ray instance.
 
     Returns:
         one row per point, in grid order: name, the point's values, status, error,
@@ -130,13 +141,24 @@ def sweep(
         over the first epoch), seconds.
 
     Raises:
-        ConfigError: a bad grid key or value (checked for every point before any run).
+        ConfigError: a bad grid key or value (checked for every point before any run),
+            a bad jobs or backend.
+        ImportError: backend="ray" without Ray installed.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"jobs={jobs!r} is not valid: must be an int >= 1")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ConfigError(f"jobs={jobs!r} is not valid: must be an int >= 1 or None")
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r} is not one of: {', '.join(BACKENDS)}")
+    if address is not None and backend != "ray":
+        raise ConfigError(f"address={address!r} is for backend='ray' (a Ray cluster)")
     points = grid_points(grid)
     runs = [(dataclasses.replace(base, **{"name": run_name(p), **p}), p) for p in points]
     out = Path(out)
+    if backend == "ray":
+        from gradprobe.lab.sweep_ray import sweep_ray
+
+        return sweep_ray(runs, out, jobs=jobs, overwrite=overwrite, address=address)
+    jobs = LOCAL_JOBS if jobs is None else jobs
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
     with cf.ProcessPoolExecutor(max_workers=min(jobs, len(runs)), mp_context=context) as pool:
         futures = [
