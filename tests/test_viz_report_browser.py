@@ -1,0 +1,114 @@
+"""The HTML report in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+Every <img> decodes, every inline <svg> has a size on the page, nothing is logged as an
+error, and a full-page screenshot is kept (in tmp_path, and in $GRADPROBE_SCREENSHOT_DIR
+when set). A fetch of anything but the file itself fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import gradprobe as gp
+from gradprobe.viz.report import write_report
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright (Python) is not installed: pip install playwright"
+)
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.is_file(), reason="Debian's chromium is not at /usr/bin/chromium (apt install)"
+)
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# What the page reports about its images and inline SVGs once loaded.
+MEASURE = """() => ({
+  images: [...document.images].map(i => ({complete: i.complete, width: i.naturalWidth})),
+  svgs: [...document.querySelectorAll('svg')].map(s => {
+    const r = s.getBoundingClientRect(); return {width: r.width, height: r.height};
+  }),
+  banners: [...document.querySelectorAll('[data-status]')].map(b => b.dataset.status),
+})"""
+
+
+def _train(run_dir: Path, activation: type, interrupt_at: int | None = None) -> Path:
+    torch.manual_seed(0)
+    layers = [m for _ in range(4) for m in (torch.nn.Linear(8, 8), activation())]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(32, 8), torch.randint(0, 2, (32,))
+    with gp.watch(model, opt, run_dir=run_dir, config={"activation": activation.__name__}) as p:
+        for step in range(20):
+            if step == interrupt_at:
+                raise KeyboardInterrupt
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            p.log_loss(loss)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    sigmoid = _train(root / "sigmoid", torch.nn.Sigmoid)
+    relu = _train(root / "relu", torch.nn.ReLU)
+    with pytest.raises(KeyboardInterrupt):
+        _train(root / "tanh", torch.nn.Tanh, interrupt_at=12)
+    # one SVG line plot and one PNG heatmap are enough next to the full comparison
+    figures = ["speed_lines", "speed_heatmap"]
+    return {
+        "compare": write_report([sigmoid, relu], root / "compare.html"),
+        "interrupted": write_report(root / "tanh", root / "tanh.html", figures=figures),
+    }
+
+
+def _load(browser, path: Path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems, fetched = [], []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda err: problems.append(str(err)))
+    page.on("request", lambda r: fetched.append(r.url))
+    page.goto(path.resolve().as_uri(), wait_until="load")
+    return page, problems, fetched
+
+
+@pytest.mark.parametrize("name", ["compare", "interrupted"])
+def test_report_renders_in_chromium(reports, name, tmp_path):
+    path = reports[name]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page, problems, fetched = _load(browser, path)
+            found = page.evaluate(MEASURE)
+            shot = tmp_path / f"report-{name}.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+    assert fetched == [path.resolve().as_uri()]  # the file itself, nothing else
+    assert all(i["complete"] and i["width"] > 0 for i in found["images"]), found["images"]
+    assert all(s["width"] > 0 and s["height"] > 0 for s in found["svgs"]), found["svgs"]
+    if name == "compare":
+        assert len(found["svgs"]) + len(found["images"]) >= 4 and found["banners"] == []
+    else:
+        assert len(found["svgs"]) == len(found["images"]) == 1
+        assert found["banners"] == ["interrupted"]
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("GRADPROBE_SCREENSHOT_DIR"):
+        keep = Path(os.environ["GRADPROBE_SCREENSHOT_DIR"])
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, keep / shot.name)
