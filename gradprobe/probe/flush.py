@@ -40,6 +40,9 @@ class Flusher:
             layer_info dicts in that order). The first forward has run by then.
         series: rings of per-step vectors aligned with `buffer` (e.g. delta_norm_t),
             drained with it.
+        reduce: called before each drain; under torch.distributed it all-reduces the
+            rings in place (gradprobe.probe.distributed.DistReducer.reduce). False: the
+            rows cannot be reduced (a rank was lost) and are dropped, not written.
     """
 
     def __init__(
@@ -49,8 +52,10 @@ class Flusher:
         flush_secs: float,
         layers: Callable[[], tuple[list[int], list[dict]]],
         series: tuple[SeriesBuffer, ...] = (),
+        reduce: Callable[[], bool] | None = None,
     ) -> None:
         self.buffer = buffer
+        self._reduce = reduce
         self.series = series
         self.sink = sink
         self._flush_secs = flush_secs
@@ -75,6 +80,12 @@ class Flusher:
             self._order, info = self._layers()
             self._names = [d["name"] for d in info]
             self.sink.write_layers(info)
+        if self._reduce is not None and not self._reduce():
+            k = len(self.buffer.steps)
+            self.buffer.drain()
+            for ring in self.series:
+                ring.drain(k, self._order)
+            return
         steps, states, step_states = self.buffer.drain()
         values = {q: v[:, self._order] for q, v in derive(states).items()}
         step_values = derive_steps(step_states)
