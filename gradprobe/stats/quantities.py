@@ -38,4 +38,7 @@ SERIES_QUANTITIES: dict[str, str] = {
     "delta_norm_t": "recurrent layers (nn.RNN / LSTM / GRU), detail steps: per time step t, "
     "L2 norm over batch and hidden units of the total dC/dh_t, the top stacked layer's hidden "
     "state, through every later step (the gradient through time); k = longest T, NaN-padded",
+    "grad_hist": "histogram steps only (watch(histograms=...)): counts of |g| over the layer's "
+    "parameter gradients in the fixed bins of gradprobe.stats.histogram.HIST_EDGES (bin 0 below "
+    "1e-30 incl. zeros, then 4 per decade, the last >= 1e10; NaN/Inf not counted); k = 162",
 }
