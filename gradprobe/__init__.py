@@ -25,6 +25,8 @@ _EXPORTS = {
     "diagnose": "gradprobe.diagnose",  # the package, callable: see diagnose/__init__.py
     "check": "gradprobe.diagnose.check",
     "gradcheck": "gradprobe.diagnose.gradcheck",
+    "predict": "gradprobe.theory.predict",
+    "DistributedError": "gradprobe.probe.distributed",
 }
 
 if TYPE_CHECKING:
@@ -33,11 +35,14 @@ if TYPE_CHECKING:
     from gradprobe.diagnose.check import check
     from gradprobe.diagnose.finding import Finding
     from gradprobe.diagnose.gradcheck import gradcheck
+    from gradprobe.probe.distributed import DistributedError
     from gradprobe.probe.probe import Probe
     from gradprobe.record.load import load
     from gradprobe.record.record import Record
+    from gradprobe.theory.predict import predict
 
 __all__ = [
+    "DistributedError",
     "Finding",
     "Probe",
     "Record",
@@ -46,6 +51,7 @@ __all__ = [
     "diagnose",
     "gradcheck",
     "load",
+    "predict",
     "watch",
 ]
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradprobe.probe.distributed import is_writer
 from gradprobe.probe.probe import Probe
 from gradprobe.probe.schedule import Schedule
 from gradprobe.record.sink import MemorySink, RunDirSink
@@ -26,9 +27,13 @@ def watch(
     flush_every: int = 100,
     flush_secs: float = 10.0,
     unknown: str = "hook",
+    histograms: int | str | Schedule | None = None,
     overwrite: bool = False,
     resume: bool = False,
     config: Any = None,
+    tensorboard: bool | str | Path = False,
+    distributed: bool | None = None,
+    dist_timeout: float | None = None,
 ) -> Probe:
     """Record per-layer gradient flow of `model` in a training loop.
 
@@ -58,9 +63,31 @@ def watch(
         flush_secs: flush at least this often, so a crash loses little.
         unknown: parameter-owning module types gradprobe does not know: "hook", "skip" or
             "error".
+        histograms: record per-layer histograms of |g| (weight and bias gradients, read
+            where the other gradient statistics are: after accumulation and AMP
+            unscaling) as `rec.series["grad_hist"]`, array of shape (n_steps, n_layers,
+            162), NaN on steps without one. None or False: off (the default). An int n:
+            every n-th recorded step; a preset or a callable as for `detail_every` (it
+            gets the recorded step's index). Bins: gradprobe.stats.histogram.HIST_EDGES,
+            fixed log-spaced edges 1e-30..1e10 (4 per decade), so histograms of any
+            steps, runs or ranks merge by summing counts; NaN/Inf are not counted.
         overwrite: replace a run already in run_dir.
         resume: append to a run already in run_dir, continuing its step count.
         config: JSON-able settings saved in run.json.
+        tensorboard: also write TensorBoard events at every flush (needs the tensorboard
+            package): True writes to run_dir/tb (needs a run_dir), a path writes there;
+            tags as in gradprobe.viz.tensorboard.
+        distributed: under torch.distributed, record the global batch and the whole model:
+            every flush all-reduces the ranks' statistics, each quantity as its maths needs
+            (gradprobe.probe.distributed), and only rank 0 writes run_dir (and TensorBoard);
+            the other ranks' probe.record() holds the same figures, in memory. Every rank
+            calls watch() after wrapping the model (DDP, fully_shard), records the same
+            steps, and calls flush(), record() and close() together: they are collective,
+            and flush_secs is ignored. None: on when a process group of more than one rank
+            is initialised; False: each rank records its own figures on its own.
+        dist_timeout: seconds a rank waits for the others at a flush; past it the probe
+            raises DistributedError (a rank died or hung) and the run is marked failed.
+            None: the process group's timeout.
 
     Returns:
         a Probe; also a context manager that closes it (removing every hook) on exit.
@@ -71,12 +98,20 @@ def watch(
     if run_dir is None and (overwrite or resume):
         raise ValueError("overwrite= and resume= need a run_dir")
     made: list[MemorySink | RunDirSink] = []
+    writer = is_writer(distributed)  # ranks other than 0 keep their record in memory
+    wrap = None
+    if tensorboard is not False and writer:  # imported only when asked: tensorboard is an extra
+        from gradprobe.viz.tensorboard_sink import live_sink
+
+        wrap = live_sink(tensorboard, run_dir, overwrite=overwrite, resume=resume)
 
     def make_sink() -> MemorySink | RunDirSink:
-        if run_dir is None:
+        if run_dir is None or not writer:
             made.append(MemorySink(config))
         else:
             made.append(RunDirSink(run_dir, config=config, overwrite=overwrite, resume=resume))
+        if wrap is not None:
+            made[0] = wrap(made[0])
         return made[0]
 
     try:
@@ -92,6 +127,9 @@ def watch(
             flush_every=flush_every,
             flush_secs=flush_secs,
             unknown=unknown,
+            histograms=histograms,
+            distributed=distributed,
+            dist_timeout=dist_timeout,
         )
     except BaseException as exc:
         if made:  # the probe failed after making its sink: say so in the run

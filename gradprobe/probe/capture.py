@@ -9,7 +9,6 @@ writing every layer's results into the state with two indexed ops.
 from __future__ import annotations
 
 import warnings
-import weakref
 
 import torch
 
@@ -41,7 +40,9 @@ class ForwardCapture:
     def __init__(self, ws: Workspace) -> None:
         self._ws = ws
         self._pending: list[_Pending] = []
-        self._last: tuple[weakref.ref, int] | None = None
+        # the last layer output noted and its position; a strong reference costs nothing
+        # more (the pending list holds the tensor) and is cheaper than a weakref per layer
+        self._last: tuple[torch.Tensor, int] | None = None
         self._feature_max: dict[int, torch.Tensor] = {}
         self._warned: set[int] = set()
         self._targets: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -49,15 +50,15 @@ class ForwardCapture:
 
     def add(self, layer: Layer, out: torch.Tensor) -> None:
         """Note a layer's output (its activation unless an activation module follows)."""
-        self._last = (weakref.ref(out), len(self._pending))
+        self._last = (out, len(self._pending))
         self._pending.append(_Pending(layer, out))
 
     def attribute(self, inp, out, kind: str | None, name: str) -> None:
         """An activation module ran; if its input is the last layer output, it is phi(z)."""
         if self._last is None or not isinstance(out, torch.Tensor):
             return
-        ref, pos = self._last
-        if not isinstance(inp, torch.Tensor) or ref() is not inp:
+        last, pos = self._last
+        if last is not inp:
             return
         entry = self._pending[pos]
         entry.tensor, entry.version, entry.kind = out, out._version, kind

@@ -16,7 +16,9 @@ from gradprobe.probe.activations import activation_kind
 from gradprobe.probe.buffer import StepBuffer
 from gradprobe.probe.capture import ForwardCapture
 from gradprobe.probe.deltas import DeltaAccumulator
+from gradprobe.probe.distributed import DistReducer, check_timeout, contributes, resolve
 from gradprobe.probe.flush import Flusher, Sink
+from gradprobe.probe.histograms import GradHistograms
 from gradprobe.probe.hooks import SwitchableHooks
 from gradprobe.probe.layers import Layer, describe, discover, first_tensor
 from gradprobe.probe.schedule import Schedule, as_schedule
@@ -99,10 +101,14 @@ class Probe:
         flush_every: int = 100,
         flush_secs: float = 10.0,
         unknown: str = "hook",
+        histograms: Any = None,
+        distributed: bool | None = None,
+        dist_timeout: float | None = None,
     ) -> None:
         _check_model(model)
         _check_optimizer(optimizer, model)
         _check_options(delta, flush_every, flush_secs)
+        check_timeout(dist_timeout)
         self._schedule = as_schedule(every)
         self._detail_schedule = as_schedule(detail_every, name="detail_every")
         self.model = model
@@ -116,6 +122,9 @@ class Probe:
         self._deltas = DeltaAccumulator()
         self._activations = activations
         self._delta_mode = delta
+        # per layer: delta is hooked on its output (decided once: a property per call
+        # costs ~0.3 us a layer, 1% of a 256-layer MLP's step)
+        self._hooks_delta = [delta == "hook" or not x.delta_from_bias for x in self._layers]
         self._stats = StepStats(self._layers, False, self._ws)
         if weight_change is None:
             weight_change = self._stats.snapshot_bytes <= WEIGHT_CHANGE_AUTO_BYTES
@@ -125,17 +134,28 @@ class Probe:
         self._series = SeriesBuffer(
             THROUGH_TIME, flush_every, self._through_time.indices, self._device
         )
+        self._hist = GradHistograms(self._layers, histograms, flush_every, self._device)
+        self._dist: DistReducer | None = None  # under torch.distributed: reduces per flush
+        if resolve(distributed):
+            self._dist = DistReducer(self._buffer, (self._series,), dist_timeout)
+            self._stats.distribute(partial(contributes, rank=self._dist.rank))
+            flush_secs = math.inf  # flushes are collective: they follow the step count
         self._order: list[int] = []
         self._seen: set[int] = set()
         self._ran: set[int] = set()  # layers whose forward ran in this step
         self._forward_since_step = False
         self._measured: tuple | None = None  # gradients reduced at the pre-step hook
         sink = make_sink()  # only now: a bad argument creates no run dir
+        series = (self._series, *self._hist.rings)
+        reduce = None if self._dist is None else self._dist.reduce
         self._flusher = Flusher(
-            self._buffer, sink, flush_secs, self._layer_order, series=(self._series,)
+            self._buffer, sink, flush_secs, self._layer_order, series=series, reduce=reduce
         )
         last = sink.last_step()
         self._step = 0 if last is None else last + 1
+        if self._dist is not None:
+            self._step = self._dist.start_step(last)  # rank 0's: only it reads the run dir
+            sink.set_meta(distributed={"world_size": self._dist.world, "rank": self._dist.rank})
         self._n_recorded = 0  # recorded steps so far: what detail_every counts
         self._recording = self._detail = False
         self._plan_step()
@@ -216,7 +236,7 @@ class Probe:
             self._order.append(layer.index)
         if self._activations:
             self._capture.add(layer, out)
-        if self._delta_mode == "hook" or not layer.delta_from_bias:
+        if self._hooks_delta[layer.index]:
             self._deltas.attach(layer, out)
 
     def _on_activation(self, kind: str | None, name: str, module, args, output) -> None:
@@ -242,6 +262,7 @@ class Probe:
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if self._recording and closure is None:
             self._measured = self._stats.measure(self._detail)
+            self._hist.read(len(self._buffer.steps), self._n_recorded)
 
     def _on_post_step(self, optimizer, args, kwargs) -> None:
         if not self._closed:
@@ -281,11 +302,16 @@ class Probe:
                 self._collect(state)
             measured, self._measured = self._measured, None
             self._stats.grads(state, step_state, self._detail, measured)
-            self._stats.deltas(state, self._deltas.take(), self._delta_mode, self._ran)
-            self._stats.dead(state, self._capture.take_feature_max())
+            hooked, feature_max = self._deltas.take(), self._capture.take_feature_max()
+            if self._dist is not None:  # width-sized vectors wait for the flush's reduction
+                row = len(self._buffer.steps)
+                hooked, feature_max = self._dist.keep(row, state, hooked, feature_max)
+            self._stats.deltas(state, hooked, self._delta_mode, self._ran)
+            self._stats.dead(state, feature_max)
             if self._detail:
                 self._stats.weights_and_update(state)
                 self._series.put(len(self._buffer.steps), self._through_time.take())
+            self._hist.end_step(len(self._buffer.steps), self._n_recorded)
             self._buffer.commit(step)
             self._n_recorded += 1
         else:
@@ -371,8 +397,13 @@ class Probe:
         atexit.unregister(self._at_exit)
         if status is None:
             status, error = status_of(sys.exc_info()[1])
+        if self._dist is not None and self._dist.error is not None:
+            status, error = "failed", f"DistributedError: {self._dist.error}"
         try:
             self.flush()
+        except BaseException as exc:  # a flush that fails (a rank lost) fails the run
+            status, error = status_of(exc)
+            raise
         finally:
             self._flusher.sink.finish(status, error)
 

@@ -12,8 +12,11 @@ max, ||W|| and the update W_t - W_{t-1}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from gradprobe.probe.distributed import is_dtensor, local
 from gradprobe.probe.layers import Layer
 from gradprobe.stats import N_SLOTS, SLOT, Workspace, diff_stats, param_stats, sumsq
 from gradprobe.stats.derivation import STEP_SLOT
@@ -58,10 +61,45 @@ class StepStats:
             (wpos[id(p)], layer.index) for layer in layers for p in layer.weights
         ]
         self._from_bias = [layer for layer in layers if layer.delta_from_bias]
+        self._numel = [float(p.numel()) for p in self.params]  # this rank's elements
+        self._keep: list[bool] | None = None  # None: every parameter counts (one process)
+        self._sharded = False  # some parameter is a DTensor: read local shards
         self.weight_change = weight_change
         self._prev: list[torch.Tensor] | None = None
         self._prev_valid = False  # _prev holds the weights from just before this step
         self._cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+    def distribute(self, contributes: Callable[[torch.Tensor], bool]) -> None:
+        """Under torch.distributed: measure only what this rank adds to the all-reduce.
+
+        A parameter this rank does not add (a replicated one off rank 0, an empty shard)
+        is left out of every sum; DTensors are read through their local shard, and element
+        counts are the shard's (gradprobe.probe.distributed).
+        """
+        self._keep = [contributes(p) for p in self.params]
+        self._sharded = any(is_dtensor(p) for p in self.params)
+        self._numel = [float(local(p).numel()) for p in self.params]
+        kept = {id(p) for p, keep in zip(self.params, self._keep) if keep}
+        self.weights = [w for w in self.weights if id(w) in kept]
+        wpos = {id(w): i for i, w in enumerate(self.weights)}
+        self._weight_owners = [
+            (wpos[id(p)], layer.index)
+            for layer in self._layers
+            for p in layer.weights
+            if id(p) in wpos
+        ]
+        self._cache.clear()
+
+    def _grads_now(self) -> list[torch.Tensor | None]:
+        """Each parameter's gradient (its local shard), None where not measured here."""
+        grads = [p.grad for p in self.params]
+        if self._keep is None:
+            return grads
+        return [local(g) if g is not None and k else None for g, k in zip(grads, self._keep)]
+
+    def _weights_now(self) -> list[torch.Tensor]:
+        """The weights measured here (local shards of DTensors), detached."""
+        return [local(w.detach()) for w in self.weights] if self._sharded else self.weights
 
     # -- gradients -------------------------------------------------------------------
     def _grad_routes(self, present: tuple[bool, ...], device) -> tuple:
@@ -84,7 +122,7 @@ class StepStats:
                 if not is_bias:
                     max_rows.append(row_of[p])
                     max_targets.append(layer * N_SLOTS + SLOT["g_w_abs_max"])
-            numel = [float(self.params[p].numel()) for p in row_of]
+            numel = [self._numel[p] for p in row_of]
 
             def t(xs, dtype=torch.long):
                 return torch.tensor(xs, dtype=dtype, device=device)
@@ -109,7 +147,7 @@ class StepStats:
         Returns:
             (present, detail, values, plan), or None when no parameter has a gradient.
         """
-        all_grads = [p.grad for p in self.params]
+        all_grads = self._grads_now()
         present = tuple(g is not None for g in all_grads)
         grads = [g for g in all_grads if g is not None]
         if not grads:
@@ -164,13 +202,13 @@ class StepStats:
             sq_slot, n_slot = ("g_b_sumsq", "g_b_numel") if is_bias else ("g_w_sumsq", "g_w_numel")
             sources += [column[row_of[p]], n + column[row_of[p]]]
             targets += [base + SLOT[sq_slot], base + SLOT["g_nonfinite"]]
-            consts += [float(self.params[p].numel()), 1.0]
+            consts += [self._numel[p], 1.0]
             const_targets += [base + SLOT[n_slot], base + SLOT["g_nf_counted"]]
 
         def t(xs, dtype=torch.long):
             return torch.tensor(xs, dtype=dtype, device=device)
 
-        numel = sum(float(self.params[p].numel()) for p in row_of)
+        numel = sum(self._numel[p] for p in row_of)
         self._cache[key] = (
             t(sources),
             t(targets + const_targets),
@@ -256,7 +294,7 @@ class StepStats:
         """Copy the weights, so the next weights() can measure W_t - W_{t-1}."""
         if not self.weight_change or not self.weights:
             return
-        now = [w.detach() for w in self.weights]
+        now = [w.detach() for w in self._weights_now()]
         if self._prev is None:
             self._prev = [t.clone() for t in now]
         else:
@@ -270,7 +308,9 @@ class StepStats:
                 torch.tensor([i for i, _ in self._weight_owners], device=device),
                 torch.tensor([layer for _, layer in self._weight_owners], device=device),
                 torch.tensor(
-                    [float(w.numel()) for w in self.weights], dtype=torch.float64, device=device
+                    [float(w.numel()) for w in self._weights_now()],
+                    dtype=torch.float64,
+                    device=device,
                 ),
             )
         return self._cache[key]
@@ -280,10 +320,11 @@ class StepStats:
         if not self.weights:
             return
         rows, lay, numel = self._weight_routes(state.device)
-        per_weight = [on(sumsq(self.weights), state.device), numel]
+        weights = self._weights_now()
+        per_weight = [on(sumsq(weights), state.device), numel]
         slots = ["w_sumsq", "w_numel"]
         if self.weight_change and self._prev_valid:
-            d = on(diff_stats(self._prev, self.weights, self._ws), state.device)
+            d = on(diff_stats(self._prev, weights, self._ws), state.device)
             per_weight += [d[:, 0], d[:, 1], numel]
             slots += ["u_sumsq", "u_abs_sum", "u_numel"]
             self._prev_valid = False  # _prev now holds W_{t-1} - W_t

@@ -43,6 +43,30 @@ def _saturated(x: torch.Tensor, a: torch.Tensor, kind: str | None) -> tuple[torc
     return torch.zeros(x.shape[0], device=x.device), 0.0
 
 
+# Integer views of |x| for row_abs_min_nonzero: for non-negative IEEE floats the order of
+# the bit patterns is the order of the values, and +inf is the largest finite-or-inf one.
+_BITS = {
+    torch.float32: (torch.int32, 0x7FFFFFFF, 0x7F800000),
+    torch.float64: (torch.int64, 0x7FFFFFFFFFFFFFFF, 0x7FF0000000000000),
+}
+
+
+def row_abs_min_nonzero(a: torch.Tensor) -> torch.Tensor:
+    """Smallest nonzero element of each row of a = |x| (G, n); +inf where there is none.
+
+    Zeros and NaNs are left out. On the bit patterns: (bits - 1) & max_int sends 0 to
+    the largest integer and keeps the order of every other value, so an integer min
+    finds the smallest nonzero element in two elementwise passes and a reduction, ~6x
+    faster on CPU than torch.where(a > 0, a, inf).amin(1) (67 vs 410 us for 100,000
+    float32 elements, this project's VM). Overwrites nothing: a's bits go to a new tensor.
+    """
+    int_dtype, mask, inf_bits = _BITS[a.dtype]
+    m = (a.view(int_dtype) - 1).bitwise_and_(mask).amin(1)
+    inf = torch.tensor(math.inf, dtype=a.dtype, device=a.device)
+    # m at or above inf's pattern: only zeros and NaN in the row (NaN lies above inf)
+    return torch.where(m >= inf_bits, inf, (m + 1).view(a.dtype))
+
+
 def activation_moments(groups: list[torch.Tensor]) -> torch.Tensor:
     """Element count, sum and sum of squares of every member of several groups.
 
@@ -127,7 +151,7 @@ def activation_stats(
     zeros = torch.zeros(g, dtype=total.dtype, device=x.device)
     a = row_abs(rows, ws)
     sat, sat_n = _saturated(rows, a, kind)
-    abs_min = torch.where(a > 0, a, math.inf).amin(1)
+    abs_min = row_abs_min_nonzero(a)
     nonfinite = row_finite(rows, ws).neg_().add_(n)  # reuses ws: after |x|'s last use
     cols = [zeros + n, total, sq, nonfinite, sat.to(total.dtype), zeros + sat_n, zeros + 1, abs_min]
     feature_max = None
