@@ -9,6 +9,7 @@ package is not installed raises MissingPackage (the benchmark prints that it ski
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 
 from torch import nn
@@ -76,13 +77,27 @@ def attach_tensorboard(model: nn.Module, tmp: str) -> tuple[Callback, Callable[[
     return callback, writer.close
 
 
+# wandb offline and quiet, every file it writes (run, cache, config, artefacts) under the
+# scratch directory: it must not reach the network or the user's home
+_WANDB_ENV = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+_WANDB_DIRS = ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR")
+
+
 def attach_wandb(model: nn.Module, tmp: str) -> tuple[Callback, Callable[[], None]]:
-    """`wandb.watch(model, log="all", log_freq=1)` in offline mode, logging every step."""
+    """`wandb.watch(model, log="all", log_freq=1)` in offline mode, logging every step.
+
+    log="all" histograms every parameter and its gradient (64 bins, torch.histc) in
+    hooks; log_freq=1 takes them at every step. System metrics are sampled as usual.
+    """
     if importlib.util.find_spec("wandb") is None:
         raise MissingPackage("wandb is not installed")
+    os.environ.update(_WANDB_ENV)
+    os.environ.update({name: tmp for name in _WANDB_DIRS})
     import wandb
 
-    run = wandb.init(mode="offline", dir=tmp, project="gradprobe-overhead", reinit=True)
+    run = wandb.init(
+        mode="offline", dir=tmp, project="gradprobe-overhead", reinit="finish_previous"
+    )
     wandb.watch(model, log="all", log_freq=1)
 
     def callback(step: int) -> None:

@@ -1,25 +1,28 @@
 """Step time with a gradient monitor divided by the bare step, in one process, interleaved.
 
 Identical copies of a model train on the same batches: one bare, one per monitor
-(gradprobe's default, gradprobe every=10, and the monitors people use today,
-benchmarks/monitors.py). Each round runs, for every monitor, a block of steps of the
+(gradprobe's default, every=10, with histograms every 100 steps, and the monitors people
+use today, benchmarks/monitors.py). Each round runs, for every monitor, a block of steps of the
 bare copy next to a block of the monitored one; the ratio of the two blocks' step times
 is taken per round and the table gives the median over rounds. The control row is a
 second bare copy: the method's noise floor. SGD with momentum, cross-entropy.
 
     python benchmarks/overhead.py            # 4 models and the depth sweep, ~4 min
     python benchmarks/overhead.py --quick    # fewer, shorter rounds, ~1 min
+    python benchmarks/overhead.py --no-depth --only TensorBoard --only wandb   # some rows
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from bench_models import DEPTHS, MODELS, Bench, deep_mlp
 from monitors import MONITORS, MissingPackage
@@ -98,6 +101,7 @@ GRADPROBE = {
 VARIANTS = {
     "control: a second bare copy": lambda trainer, tmp: lambda: None,
     **GRADPROBE,
+    "gradprobe + histograms every 100 steps": _gradprobe(histograms=100),
     **FLOORS,
     **{name: _monitor(fn) for name, fn in MONITORS.items()},
 }
@@ -148,11 +152,19 @@ def interleaved(bench: Bench, variants: dict, rounds: int, block_secs: float) ->
     return medians, statistics.median(bare_times), [c for c in extra if isinstance(c, str)]
 
 
-def compare_monitors(rounds: int, block_secs: float) -> None:
-    """One markdown table: a row per monitor, a column per model."""
+def compare_monitors(rounds: int, block_secs: float, only: list[str] | None = None) -> None:
+    """One markdown table: a row per monitor, a column per model.
+
+    `only`: keep the control row and the rows whose name contains one of these strings.
+    """
+    variants = {
+        name: attach
+        for name, attach in VARIANTS.items()
+        if only is None or name.startswith("control") or any(o in name for o in only)
+    }
     columns, skipped, bare_ms = {}, set(), []
     for model_name, bench in MODELS.items():
-        ratios, bare, skips = interleaved(bench, VARIANTS, rounds, block_secs)
+        ratios, bare, skips = interleaved(bench, variants, rounds, block_secs)
         columns[model_name] = ratios
         skipped.update(skips)
         bare_ms.append(f"{bare * 1e3:.2f} ms")
@@ -166,6 +178,68 @@ def compare_monitors(rounds: int, block_secs: float) -> None:
     print("| bare step (median) | " + " | ".join(bare_ms) + " |")
     for line in sorted(skipped):
         print(f"- {line}")
+
+
+def histogram_cost(repeats: int = 15) -> None:
+    """What one histogram step adds, timed alone: a block of ~0.08 s holds < 1 of them in
+    100 steps, so the interleaved median above shows the steps between them only."""
+    from gradprobe.stats.histogram import HistogramPlan
+
+    print("\n| model | histogram of all gradients, ms | bare step, ms | amortised, every 100 |")
+    print("|---|---|---|---|")
+    for model_name, bench in MODELS.items():
+        torch.manual_seed(0)
+        trainer = Trainer(bench.build(), bench.batches())
+        bare = statistics.median(trainer.run(3) for _ in range(repeats))
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        plan = HistogramPlan(grads, list(range(len(grads))), len(grads))
+        plan.counts(grads)  # tables and scratch made
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            plan.counts(grads)
+            times.append(time.perf_counter() - start)
+        cost = statistics.median(times)
+        row = f"{cost * 1e3:.2f} | {bare * 1e3:.2f} | {1 + cost / (100 * bare):.4f}x"
+        print(f"| {model_name} | {row} |", flush=True)
+
+
+def tensorboard_cost(repeats: int = 5, n_steps: int = 10) -> None:
+    """What `gp.watch(tensorboard=...)` adds per recorded step, timed alone: it writes at
+    each flush (every 100 steps), so the interleaved median above would not show it.
+
+    Each model trains n_steps under gp.watch (one in 10 a detail step, as by default);
+    the events of those steps are then written and flushed to disk (the CRC of every
+    record included), n_steps at a time as a flush would, median of `repeats`.
+    """
+    if importlib.util.find_spec("tensorboard") is None:
+        print("\n- gradprobe tensorboard=: skipped (tensorboard is not installed)")
+        return
+    from gradprobe.viz.tensorboard import EventWriter
+
+    print("\n| model | layers | scalars per step | events, ms per recorded step | bare step, ms |")
+    print("|---|---|---|---|---|")
+    for model_name, bench in MODELS.items():
+        torch.manual_seed(0)
+        trainer = Trainer(bench.build(), bench.batches())
+        bare = statistics.median(trainer.run(3) for _ in range(repeats))
+        with gp.watch(trainer.model, trainer.opt) as probe:
+            trainer.run(n_steps)
+        rec = probe.record()
+        values = {q: rec[q] for q in rec.quantities}
+        times = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(repeats):
+                writer = EventWriter(tempfile.mkdtemp(dir=tmp))
+                start = time.perf_counter()
+                writer.write(rec.layers, rec.steps, values, rec.step_values, rec.series)
+                writer.flush()
+                times.append((time.perf_counter() - start) / n_steps)
+                writer.close()
+        n_scalars = sum(int((~np.isnan(v)).sum()) for v in values.values()) / n_steps
+        cells = (len(rec.layers), f"{n_scalars:.0f}", f"{statistics.median(times) * 1e3:.2f}")
+        cells += (f"{bare * 1e3:.2f}",)
+        print(f"| {model_name} | " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 
 def depth_sweep(rounds: int, block_secs: float) -> None:
@@ -189,6 +263,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     parser.add_argument("--no-depth", action="store_true", help="skip the depth sweep")
     parser.add_argument("--no-models", action="store_true", help="only the depth sweep")
+    parser.add_argument(
+        "--only",
+        action="append",
+        help="only the monitor rows whose name contains this (repeatable), and the control",
+    )
     args = parser.parse_args()
     rounds, block_secs = (9, 0.05) if args.quick else (25, 0.08)
     print(
@@ -197,7 +276,9 @@ def main() -> None:
         flush=True,
     )
     if not args.no_models:
-        compare_monitors(rounds, block_secs)
+        compare_monitors(rounds, block_secs, args.only)
+        histogram_cost()
+        tensorboard_cost()
     if not args.no_depth:
         depth_sweep(rounds, block_secs)
 
