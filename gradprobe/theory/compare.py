@@ -108,8 +108,10 @@ def measured_log_gain(record, layers: list[str], rows: np.ndarray) -> np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         gains = 2 * (np.log(dn[:, :-1]) - np.log(dn[:, 1:]))
     gains[~np.isfinite(gains)] = np.nan
-    with np.errstate(all="ignore"):
-        return np.nanmean(gains, axis=0) if len(rows) else np.full(len(layers) - 1, np.nan)
+    if not len(rows):
+        return np.full(len(layers) - 1, np.nan)
+    counts = np.sum(~np.isnan(gains), axis=0)  # a pair never measured stays NaN, silently
+    return np.where(counts > 0, np.nansum(gains, axis=0) / np.maximum(counts, 1), np.nan)
 
 
 def compare(

@@ -31,6 +31,8 @@ FIGURES = (
 # public name -> module that defines it
 _EXPORTS = {name: "gradprobe.viz.figures" for name in FIGURES}
 _EXPORTS["write_report"] = "gradprobe.viz.report"  # issue 5: `write_report(...)` in Python
+# issue 7: takes a theory Comparison, not a Record, so it is not one of FIGURES
+_EXPORTS["predicted_vs_measured"] = "gradprobe.viz.figures.theory"
 
 if TYPE_CHECKING:
     from gradprobe.viz.figures import (
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
         training_curves,
         weight_change,
     )
+    from gradprobe.viz.figures.theory import predicted_vs_measured
     from gradprobe.viz.report import write_report
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "decision_surface",
     "grad_histograms",
     "gradient_flow",
+    "predicted_vs_measured",
     "speed_bars",
     "speed_heatmap",
     "speed_lines",

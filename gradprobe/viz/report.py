@@ -17,7 +17,7 @@ from typing import Any
 from gradprobe._version import __version__
 from gradprobe.diagnose.finding import Finding
 from gradprobe.record.record import Record
-from gradprobe.viz import report_embed
+from gradprobe.viz import report_embed, report_theory
 from gradprobe.viz.report_run import TABLE_QUANTITIES, RunView, as_source, build_view, figure_names
 
 TEMPLATE = "report.html.j2"
@@ -51,6 +51,9 @@ def _flat_findings(value: Any) -> bool:
 
 def _one_model(value: Any) -> bool:
     return not isinstance(value, (list, tuple))
+
+
+_one_prediction = _one_model  # one Prediction for a single run, not a list of them
 
 
 def _shared_ylim(figs: list) -> None:
@@ -118,12 +121,16 @@ def render_report(
     model: Any = None,
     data: Any = None,
     figures: Sequence[str] | None = None,
+    predictions: Any = None,
 ) -> str:
     """The report as an HTML string; see `write_report` for the arguments."""
     items = _as_list(runs)
     sources = [as_source(run, i) for i, run in enumerate(items)]
     per_findings = _per_run(findings, len(sources), "findings", _flat_findings)
     models = _per_run(model, len(sources), "model", _one_model)
+    preds = report_theory.check_predictions(
+        _per_run(predictions, len(sources), "predictions", _one_prediction)
+    )
     if any(m is not None for m in models) and data is None:
         raise ValueError("model= draws the decision surface and needs data=(x, y); got none")
     views = []
@@ -131,6 +138,7 @@ def render_report(
         view = build_view(source, i, given)
         names = figure_names(source.record, figures, net)
         view.figures = report_embed.draw(source.record, names, view.anchor, net, data)
+        view.theory = report_theory.theory_view(preds[i], source.record, f"{view.anchor}t-")
         views.append(view)
     compare = _comparison_bars(views, sources) if len(views) > 1 else []
     page = (
@@ -157,6 +165,7 @@ def write_report(
     model: Any = None,
     data: Any = None,
     figures: Sequence[str] | None = None,
+    predictions: Any = None,
 ) -> Path:
     """Write one self-contained HTML report of one run or several side by side.
 
@@ -174,17 +183,27 @@ def write_report(
         figures: figure names of `gradprobe.viz.figures` to draw for each run; default,
             every one the record can draw (`available(rec)`). The comparison of several
             runs draws its speed bars in any case.
+        predictions: a gradprobe.theory.Prediction (or one per run, None for a run the
+            theory does not cover): the run's section then shows predicted vs measured
+            per-layer log-gain (`gradprobe.theory.compare`), as a table and a figure.
 
     Returns:
         the path written.
 
     Raises:
         FileNotFoundError, NotADirectoryError: a run directory is missing or holds no run.
-        TypeError: a run is neither a path nor a Record.
-        ValueError: findings or model not one per run; model without data; no runs.
+        TypeError: a run is neither a path nor a Record; a prediction is not a Prediction.
+        ValueError: findings, model or predictions not one per run; model without data;
+            no runs.
     """
     page = render_report(
-        runs, title=title, findings=findings, model=model, data=data, figures=figures
+        runs,
+        title=title,
+        findings=findings,
+        model=model,
+        data=data,
+        figures=figures,
+        predictions=predictions,
     )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -129,6 +129,7 @@ class RunView:
     meta_rows: list[tuple[str, str]]
     evaluation: tuple[list[str], list[list[str]]]
     figures: list = field(default_factory=list)
+    theory: Any = None  # a report_theory.TheoryView when a prediction was given
 
     @property
     def finding_views(self) -> list[dict]:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from gradprobe.diagnose.finding import Finding, span_text
+from gradprobe.record.format import fmt
 from gradprobe.record.record import Record
 
 # Evidence lists longer than this are cut, with a count of the rest: a per-layer list of
@@ -19,22 +20,8 @@ MAX_LIST = 8
 _RUN_SKIP = ("config", "evaluation", "pid_start", "format")
 
 
-def number(x: float) -> str:
-    """A number in at most 3 significant digits, as `gradprobe show` prints it.
-
-    "-" for NaN (not measured); scientific below 1e-3 and from 1e4 on.
-    """
-    if math.isnan(x):
-        return "-"
-    if x == 0:
-        return "0"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    text = f"{x:.2e}" if abs(x) < 1e-3 else f"{x:.3g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
+# A number as `gradprobe show` prints it: at most 3 significant digits, "-" for NaN.
+number = fmt
 
 
 def value_text(value: Any) -> str:
