@@ -34,6 +34,7 @@ def watch(
     tensorboard: bool | str | Path = False,
     distributed: bool | None = None,
     dist_timeout: float | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> Probe:
     """Record per-layer gradient flow of `model` in a training loop.
 
@@ -88,6 +89,15 @@ def watch(
         dist_timeout: seconds a rank waits for the others at a flush; past it the probe
             raises DistributedError (a rank died or hung) and the run is marked failed.
             None: the process group's timeout.
+        scaler: the torch.amp.GradScaler of an fp16 loop (None: no loss scaling, or a
+            disabled scaler). Parameter gradients are read unscaled anyway (at the
+            optimizer's step); with the scaler the probe also divides the output
+            gradients its tensor hooks receive in the backward (hooked delta_norm,
+            delta_norm_t) by the scale of that backward, read on the device, and drops a
+            step the scaler skipped on overflow: what the forward and backward passes of
+            that step recorded does not carry into the next step taken (the probe sees
+            the skip at the next forward of `model`; Probe.discard_step does it by hand).
+            Details and limits: gradprobe.probe.amp. The framework callbacks pass theirs.
 
     Returns:
         a Probe; also a context manager that closes it (removing every hook) on exit.
@@ -130,6 +140,7 @@ def watch(
             histograms=histograms,
             distributed=distributed,
             dist_timeout=dist_timeout,
+            scaler=scaler,
         )
     except BaseException as exc:
         if made:  # the probe failed after making its sink: say so in the run

@@ -181,12 +181,18 @@ def test_grad_scaler_unscaled_and_skipped_steps_are_no_steps(tmp_path):
         trainer.train()
         return trainer, model
 
-    callback, capture = GradprobeTrainerCallback(), GradCapture()
+    callback, capture = GradprobeTrainerCallback(delta="hook"), GradCapture()
     trainer, model = run([callback, capture])
     rec = callback.record()
     assert callback.skipped_steps == 2
     assert len(rec) == len(capture.steps) == 2
     assert_grads_match(rec, capture.steps, model)
+    # hooked deltas (dC/dz summed over the micro-batches) equal the bias gradients: divided
+    # by the scale, and the skipped steps' micro-batches (and losses) dropped
+    for j, layer in enumerate(rec.layers):
+        want = [s[f"{layer}.bias"] for s in capture.steps]
+        np.testing.assert_allclose(rec["delta_norm"][:, j], want, rtol=1e-5, err_msg=layer)
+    assert np.all(rec.loss < 10)  # no blown-up loss of a skipped step in a mean
     # a gradient still scaled would be scale x larger than the unscaled one
     assert trainer.accelerator.scaler.get_scale() == 2.0**14 and np.all(rec.global_grad_norm < 10)
     assert real_optimizer(trainer.optimizer)._step_supports_amp_scaling  # given back

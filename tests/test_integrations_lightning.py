@@ -150,13 +150,21 @@ def test_fp16_grad_scaler_unscaled_and_skipped_steps_are_no_steps(tmp_path, fuse
     torch.manual_seed(0)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**21)
     plugin = MixedPrecision("16-mixed", "cpu", scaler=scaler)
-    module, callback, capture = Net(fused=fused), GradprobeCallback(), GradCapture()
+    module, capture = Net(fused=fused), GradCapture()
+    callback = GradprobeCallback(delta="hook", detail_every=1)
     fit(module, [callback, capture], tmp_path, plugins=[plugin])
     rec = callback.record()
     assert callback.skipped_steps >= 1
     assert len(rec) == len(capture.steps) == 4 - callback.skipped_steps
     assert all(math.isfinite(s["global"]) for s in capture.steps)
     assert_grads_match(rec, capture.steps)
+    # hooked deltas (dC/dz summed over the batches of the step) are the bias gradients:
+    # divided by the scaler's scale, and without the skipped steps' batches (inf). fp16
+    # autocast: autograd sums the bias gradient in fp16, the probe in fp32
+    for j, layer in enumerate(rec.layers):
+        want = [s[f"{layer}.bias"] for s in capture.steps]
+        np.testing.assert_allclose(rec["delta_norm"][:, j], want, rtol=2e-3, err_msg=layer)
+    assert np.isfinite(rec["act_std"]).all() and np.all(rec["act_nonfinite"] == 0)
     # a gradient still scaled would be scale x larger than the unscaled one
     assert scaler.get_scale() >= 2.0**10 and np.all(rec.global_grad_norm < 10)
     opt = module.trainer.optimizers[0]

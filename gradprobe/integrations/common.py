@@ -6,6 +6,12 @@ their step() calls the wrapped optimizer's step(), or skips it when a GradScaler
 non-finite gradients. The probe hooks the innermost torch optimizer, so its step ends
 exactly once per step the optimizer really takes, after the framework has unscaled,
 accumulated and clipped the gradients.
+
+The framework's GradScaler goes to watch(scaler=...): output gradients hooked in the
+backward are divided by its scale. A step it skips on overflow is dropped: the callbacks
+count the optimizer steps the framework attempted, and when one was not taken they call
+Probe.discard_step() before the next batch, so the skipped micro-batches' forward
+statistics, deltas and losses do not carry into the next step taken.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ WRAPPED_ATTRIBUTES = ("_optimizer", "optimizer")
 # wrappers nest at most a few deep; a longer chain is a cycle or not a wrapper
 MAX_WRAPPER_DEPTH = 8
 # watch() arguments a callback sets itself
-FIXED_WATCH_ARGS = ("model", "optimizer", "run_dir")
+FIXED_WATCH_ARGS = ("model", "optimizer", "run_dir", "scaler")
 # watch() arguments about writing, dropped on the ranks that do not write
 WRITER_ONLY = ("overwrite", "resume", "tensorboard")
 
@@ -86,6 +92,7 @@ def attach(
     options: dict[str, Any],
     *,
     writer: bool,
+    scaler: Any = None,
 ) -> Probe:
     """gradprobe.watch on `model` and the real optimizer under `optimizer`.
 
@@ -100,11 +107,31 @@ def attach(
         run_dir: the run directory the writer writes.
         options: other keyword arguments of gradprobe.watch.
         writer: whether this process writes the run directory.
+        scaler: the framework's torch.amp.GradScaler, or None.
     """
     if not writer:
         options = {k: v for k, v in options.items() if k not in WRITER_ONLY}
         run_dir = None
-    return watch(model, real_optimizer(optimizer), run_dir=run_dir, **options)
+    if not isinstance(scaler, torch.amp.GradScaler):
+        scaler = None  # another framework's loss scaler: nothing the probe can read
+    return watch(model, real_optimizer(optimizer), run_dir=run_dir, scaler=scaler, **options)
+
+
+def discard_if_skipped(probe: Probe, skipped: int, discarded: int) -> bool:
+    """Probe.discard_step() when an optimizer step was skipped since the last call.
+
+    Args:
+        probe: the callback's probe.
+        skipped: steps skipped so far (attempted - taken).
+        discarded: skipped steps already discarded.
+
+    Returns:
+        whether the step just attempted was skipped (and discarded).
+    """
+    if skipped <= discarded:
+        return False
+    probe.discard_step()
+    return True
 
 
 def unscale_before_step(optimizer: torch.optim.Optimizer, scaler: Any) -> Callable[[], None]:

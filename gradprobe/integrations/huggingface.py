@@ -11,8 +11,10 @@ The probe hooks the model's layers and the torch optimizer under accelerate's
 them; the gradients after the GradScaler unscaled them and after `max_grad_norm`
 clipping; a step skipped on AMP overflow is no step (the default fused AdamW, which would
 unscale inside its step, gets them unscaled before it: see
-`gradprobe.integrations.common.unscale_before_step`). Hooks on the micro-batches of a
-skipped step accumulate into the next step taken, like micro-batches.
+`gradprobe.integrations.common.unscale_before_step`). What the probe recorded on the
+micro-batches of a skipped step (forward statistics, hooked deltas, losses) is dropped
+(Probe.discard_step at the step end), and accelerate's scaler goes to
+watch(scaler=...), so hooked output gradients are read unscaled too.
 
 The Trainer has no exception hook: when train() raises, on_train_end never runs. Used as a
 context manager (above), the callback then closes the probe as failed (interrupted for
@@ -33,6 +35,7 @@ from torch import nn
 from gradprobe.integrations.common import (
     attach,
     check_watch_options,
+    discard_if_skipped,
     real_optimizer,
     scalar_loss,
     unscale_before_step,
@@ -69,6 +72,7 @@ class GradprobeTrainerCallback(transformers.TrainerCallback):
         self._shares = False  # the losses are shares of the step's (num_items_in_batch)
         self._attempted = 0  # optimizer steps the Trainer called for (taken or skipped)
         self._first_step = 0
+        self._discarded = 0  # skipped steps whose micro-batches the probe has dropped
         self._restore = lambda: None  # undoes unscale_before_step
 
     def resolve_run_dir(self, args: transformers.TrainingArguments) -> Path:
@@ -85,17 +89,18 @@ class GradprobeTrainerCallback(transformers.TrainerCallback):
                 f"on_train_begin; got model={type(model).__name__}, "
                 f"optimizer={type(optimizer).__name__}"
             )
+        # accelerate's AcceleratedOptimizer holds the GradScaler of fp16 training
+        scaler = getattr(optimizer, "scaler", None)
         self.probe = attach(
             model,
             optimizer,
             self.resolve_run_dir(args),
             self.watch_options,
             writer=state.is_world_process_zero,
+            scaler=scaler,
         )
-        # accelerate's AcceleratedOptimizer holds the GradScaler of fp16 training
-        scaler = getattr(optimizer, "scaler", None)
         self._restore = unscale_before_step(real_optimizer(optimizer), scaler)
-        self._attempted, self._first_step = 0, self.probe.step_count
+        self._attempted, self._first_step, self._discarded = 0, self.probe.step_count, 0
         self.probe.annotate(
             framework=f"transformers {transformers.__version__}",
             gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -119,7 +124,13 @@ class GradprobeTrainerCallback(transformers.TrainerCallback):
         self._attempted += 1
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.probe is None or self.probe.closed or self._loss_sum is None:
+        if self.probe is None or self.probe.closed:
+            return
+        if discard_if_skipped(self.probe, self.skipped_steps, self._discarded):
+            self._discarded = self.skipped_steps
+            self._loss_sum, self._n_micro = None, 0  # a skipped step's losses are no step's
+            return
+        if self._loss_sum is None:
             return
         step_loss = self._loss_sum if self._shares else self._loss_sum / self._n_micro
         self._loss_sum, self._n_micro = None, 0

@@ -10,8 +10,10 @@ The probe hooks the LightningModule's layers and the torch optimizer under Light
 `precision="16-mixed"` the gradients after the GradScaler unscaled them (and after
 gradient clipping), and a step the scaler skips on overflow is no step (a fused optimizer,
 which would unscale inside its step, gets them unscaled before it: see
-`gradprobe.integrations.common.unscale_before_step`). Hooks on the
-micro-batches of a skipped step accumulate into the next step taken, like micro-batches.
+`gradprobe.integrations.common.unscale_before_step`). What the probe recorded on the
+batches of a skipped step (forward statistics, hooked deltas, losses) is dropped
+(Probe.discard_step at the batch end), and the plugin's scaler goes to watch(scaler=...),
+so hooked output gradients are read unscaled too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import lightning.pytorch as pl
 from gradprobe.integrations.common import (
     attach,
     check_watch_options,
+    discard_if_skipped,
     real_optimizer,
     scalar_loss,
     unscale_before_step,
@@ -63,6 +66,7 @@ class GradprobeCallback(pl.Callback):
         self.probe: Probe | None = None
         self._attempted = 0  # optimizer steps Lightning asked for (taken or skipped)
         self._first_step = 0
+        self._discarded = 0  # skipped steps whose batches the probe has dropped
         self._restore = lambda: None  # undoes unscale_before_step
 
     def resolve_run_dir(self, trainer: pl.Trainer) -> Path:
@@ -80,16 +84,17 @@ class GradprobeCallback(pl.Callback):
                 f"{len(optimizers)} optimizer(s)"
             )
         optimizer = optimizers[self.optimizer_index]
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
         self.probe = attach(
             pl_module,
             optimizer,
             self.resolve_run_dir(trainer),
             self.watch_options,
             writer=trainer.is_global_zero,
+            scaler=scaler,
         )
-        scaler = getattr(trainer.precision_plugin, "scaler", None)
         self._restore = unscale_before_step(real_optimizer(optimizer), scaler)
-        self._attempted, self._first_step = 0, self.probe.step_count
+        self._attempted, self._first_step, self._discarded = 0, self.probe.step_count, 0
         self.probe.annotate(
             framework=f"lightning {pl.__version__}",
             precision=str(trainer.precision),
@@ -101,7 +106,12 @@ class GradprobeCallback(pl.Callback):
         self._attempted += 1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.probe is None or self.probe.closed or not self.log_loss:
+        if self.probe is None or self.probe.closed:
+            return
+        if discard_if_skipped(self.probe, self.skipped_steps, self._discarded):
+            self._discarded = self.skipped_steps
+            return  # the step was skipped: its loss is no step's
+        if not self.log_loss:
             return
         loss = scalar_loss(outputs)
         if loss is not None:  # Lightning divided it by accumulate_grad_batches for backward

@@ -60,6 +60,11 @@ class StepBuffer:
         if not self.full:
             self._reset(len(self.steps))
 
+    def discard(self) -> None:
+        """Reset the row of the step being recorded (a step that is not kept)."""
+        if not self.full:
+            self._reset(len(self.steps))
+
     def _reset(self, i: int) -> None:
         self.states[i].copy_(self._init.expand_as(self.states[i]))
         self.step_states[i].zero_()
@@ -110,14 +115,22 @@ class VectorRing:
     def width(self) -> int:
         return self.data.shape[1]
 
-    def put(self, row: int, kind: str, vectors: dict[int, torch.Tensor]) -> torch.Tensor:
-        """Write layer index -> vector (F,) into row `row`; returns the layer indices."""
+    def put(
+        self, row: int, kind: str, vectors: dict[int, torch.Tensor], scale=None
+    ) -> torch.Tensor:
+        """Write layer index -> vector (F,) into row `row`; returns the layer indices.
+
+        Args:
+            scale: None, or a factor (float or 0-d tensor on the ring's device) that
+                multiplies every value (1 / the loss scale of hooked gradients).
+        """
         key = (kind, tuple(vectors), tuple(v.numel() for v in vectors.values()))
         if key not in self._index:
             self._index[key] = self._place(kind, vectors)
         columns, layers = self._index[key]
         values = torch.cat([v.reshape(-1) for v in vectors.values()])
-        self.data[row].index_copy_(0, columns, values.to(self.data.device, torch.float64))
+        values = values.to(self.data.device, torch.float64)
+        self.data[row].index_copy_(0, columns, values if scale is None else values * scale)
         return layers
 
     def _place(self, kind: str, vectors: dict[int, torch.Tensor]) -> tuple:

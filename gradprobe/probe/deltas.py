@@ -13,6 +13,8 @@ import torch
 
 from gradprobe.probe.layers import Layer
 
+_WIDE = (torch.float32, torch.float64)
+
 
 class DeltaAccumulator:
     """Sums, per layer, dC/dz over every non-unit axis and over the calls in a step."""
@@ -34,7 +36,10 @@ class DeltaAccumulator:
             if not self.active or grad is None:
                 return
             dims = tuple(d for d in range(grad.dim()) if d != feature_dim)
-            vec = grad.detach().sum(dim=dims) if dims else grad.detach()
+            # half-precision gradients are summed in float32: scaled by a GradScaler,
+            # a batch sum of them may pass float16's 65504 when each one does not
+            wide = grad.dtype if grad.dtype in _WIDE else torch.float32
+            vec = grad.detach().sum(dim=dims, dtype=wide) if dims else grad.detach().to(wide)
             prev = self._vectors.get(index)
             self._vectors[index] = vec if prev is None else prev + vec
 

@@ -29,13 +29,16 @@ gradient of C = (1/R) sum_r C_r, the mean loss of the global batch. Per quantity
 - delta_norm_t (recurrent layers): n_r(t) = ||dC_r/dh_t|| over the slice, and
   ||dC/dh_t||^2 = (1/R^2) sum_r n_r(t)^2; NaN unless every rank measured it.
 - loss: loss sums and counts add, the mean over ranks: the global batch's mean loss.
+- grad_hist (histograms of |g|): each rank counts the local shards of the parameters it
+  adds (as for the norms), and the counts add. A rank that adds nothing on a histogram
+  step holds a NaN slot; a step is NaN only where every rank's slot is.
 
 Collectives: watch() broadcasts rank 0's step count (a resumed run's) once. Each flush
 makes one MAX all-reduce of fixed size (maxima, negated minima, and what every rank must
-agree on: rows, state width, vector layout) and, once they agree, one SUM all-reduce of
-all the rest (state ring, vector ring, series). None between flushes; flushes follow the
-step count only (flush_secs could differ between ranks). flush(), record() and close()
-are thus collective: every rank calls them.
+agree on: rows, state width, vector layout, histogram steps) and, once they agree, one
+SUM all-reduce of all the rest (state ring, vector ring, series, histogram rings). None
+between flushes; flushes follow the step count only (flush_secs could differ between
+ranks). flush(), record() and close() are thus collective: every rank calls them.
 
 Not covered: tensor- or sequence-parallel activations and deltas (not batch slices; a
 DTensor with a Partial placement raises), pipeline parallelism (ranks hold different
@@ -50,6 +53,7 @@ import zlib
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -58,6 +62,9 @@ from gradprobe.probe.buffer import StepBuffer, VectorRing
 from gradprobe.probe.series_buffer import SeriesBuffer
 from gradprobe.stats.derivation import STEP_SLOTS
 from gradprobe.stats.slots import REDUCTIONS, SLOT
+
+if TYPE_CHECKING:  # histograms imports this module (local)
+    from gradprobe.probe.histograms import HistogramRing
 
 
 class DistributedError(RuntimeError):
@@ -138,14 +145,20 @@ class DistReducer:
         buffer: the ring of step states.
         series: rings of per-step vectors aligned with it (delta_norm_t).
         timeout: seconds each collective may take; None: the process group's timeout.
+        histograms: rings of per-layer histogram counts of some steps (grad_hist), summed.
     """
 
     def __init__(
-        self, buffer: StepBuffer, series: tuple[SeriesBuffer, ...], timeout: float | None
+        self,
+        buffer: StepBuffer,
+        series: tuple[SeriesBuffer, ...],
+        timeout: float | None,
+        histograms: tuple[HistogramRing, ...] = (),
     ) -> None:
         check_timeout(timeout)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.buffer, self.series, self.timeout = buffer, series, timeout
+        self.histograms = histograms
         self.vectors = VectorRing(buffer.capacity, buffer.device)
         self.error: str | None = None  # the first failure; no collective after it
         self._where = "at watch()"  # what the probe was doing, for messages
@@ -203,6 +216,7 @@ class DistReducer:
         state: torch.Tensor,
         hooked: dict[int, torch.Tensor],
         feature_max: dict[int, torch.Tensor],
+        unscale: torch.Tensor | float | None = None,
     ) -> tuple[dict, dict]:
         """Keep a step's width-sized vectors in the ring to the flush; mark them in state.
 
@@ -210,12 +224,13 @@ class DistReducer:
             row, state: the step's row in the StepBuffer and its state (L, N_SLOTS).
             hooked: layer index -> (F,) output gradient summed over this rank's slice.
             feature_max: layer index -> (F,) max over the slice of each ReLU unit.
+            unscale: None, or 1 / the loss scale the hooked gradients carry.
 
         Returns:
             two empty dicts in their place: nothing is left to reduce per rank.
         """
         if hooked:
-            layers = self.vectors.put(row, "delta", hooked)
+            layers = self.vectors.put(row, "delta", hooked, unscale)
             state[:, SLOT["delta_n"]].index_fill_(0, layers, 1.0)
         if feature_max:
             alive = {index: v > 0 for index, v in feature_max.items()}
@@ -252,6 +267,7 @@ class DistReducer:
             "state width (layers)": self.buffer.rows.shape[1],
             "steps to flush": k,
             "vector layout": zlib.crc32(repr(self.vectors.segments).encode()),
+            "histogram steps": zlib.crc32(repr([h.rows for h in self.histograms]).encode()),
         }
 
     def _reduce_extremal(self, k: int, rows: torch.Tensor) -> None:
@@ -281,6 +297,11 @@ class DistReducer:
             sq = ring.data[:k].square()
             seen = ~sq.isnan()
             parts += [torch.where(seen, sq, 0.0).reshape(-1), seen.double().reshape(-1)]
+        histograms = [(ring, ring.slots(k)) for ring in self.histograms]
+        for ring, n in histograms:
+            counts = ring.data[:n]
+            held = ~counts[:, :1, :1].isnan()  # (n, 1, 1): a rank's slot is NaN or counts
+            parts += [torch.where(held, counts, 0.0).reshape(-1), held.double().reshape(-1)]
         packed = torch.cat(parts)
         start = partial(dist.all_reduce, packed, dist.ReduceOp.SUM, async_op=True)
         self._collective(start, "all-reduce (sum) of the statistics")
@@ -293,6 +314,10 @@ class DistReducer:
             norm = (sq.sqrt() / self.world).view_as(ring.data[:k])
             everywhere = (seen == self.world).view_as(norm)
             ring.data[:k] = torch.where(everywhere, norm, math.nan)
+        for ring, n in histograms:
+            counts, held = next(chunks), next(chunks)
+            summed = counts.view_as(ring.data[:n])
+            ring.data[:n] = torch.where(held.view(n, 1, 1) > 0, summed, math.nan)
 
     def _finish_vectors(self, k: int, vectors: torch.Tensor) -> None:
         """delta_sumsq of hooked layers and a_dead / a_units from the summed vectors."""

@@ -5,16 +5,25 @@ gradient of each layer (weights and biases) into the fixed log-spaced bins of
 gradprobe.stats.histogram, where it reads the other gradient statistics: at the
 optimizer's pre-step hook, after accumulation and AMP unscaling. Counts stay on the
 device until the flush, in a ring that holds only the steps with a histogram.
+
+Under torch.distributed (distribute()) each rank counts the local shard of the
+parameters it adds to the sums (gradprobe.probe.distributed.contributes: a replicated
+parameter on one rank, every non-empty shard of a sharded one) and the flush sums the
+rings over ranks, so the counts are those of the whole model's gradients. Every rank
+keeps a slot for every histogram step (NaN when it adds nothing), so the rings' rows
+line up: the ranks share the schedule.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
+from gradprobe.probe.distributed import local
 from gradprobe.probe.layers import Layer
 from gradprobe.probe.schedule import Schedule, as_schedule
 from gradprobe.stats.histogram import N_BINS, HistogramPlan
@@ -81,6 +90,15 @@ class HistogramRing:
         self.data[slot].copy_(counts)
         self.rows.append(row)
 
+    def drop(self, row: int) -> None:
+        """Forget the counts of StepBuffer row `row`, if they are the last ones stored."""
+        if self.rows and self.rows[-1] == row:
+            self.rows.pop()
+
+    def slots(self, k: int) -> int:
+        """How many stored slots belong to the first k rows (the rows of a flush)."""
+        return sum(1 for r in self.rows if r < k)
+
     def drain(self, k: int, order: list[int]) -> np.ndarray | None:
         """The block for the k rows committed since the last drain (one transfer).
 
@@ -129,6 +147,17 @@ class GradHistograms:
         self.ring = HistogramRing(NAME, capacity, len(layers), device)
         self._plans: dict[tuple[bool, ...], HistogramPlan] = {}
         self._read = False  # read at this step's pre-step hook already
+        self._local = False  # under torch.distributed: local shards, a slot every step
+
+    def distribute(self, contributes: Callable[[torch.Tensor], bool]) -> None:
+        """Under torch.distributed: count only what this rank adds to the ranks' sum.
+
+        Args:
+            contributes: whether this rank adds a parameter (distributed.contributes).
+        """
+        self._owned = [(p, layer) for p, layer in self._owned if contributes(p)]
+        self._local = True
+        self._plans.clear()
 
     @property
     def rings(self) -> tuple[HistogramRing, ...]:
@@ -142,16 +171,33 @@ class GradHistograms:
         self._read = True
         if not self.schedule(n_recorded):
             return
-        present = tuple(p.grad is not None for p, _ in self._owned)
-        owned = [(p.grad, layer) for p, layer in self._owned if p.grad is not None]
+        all_grads = [p.grad for p, _ in self._owned]
+        present = tuple(g is not None for g in all_grads)
+        owned = [
+            (local(g.detach()), layer)
+            for g, (_, layer) in zip(all_grads, self._owned)
+            if g is not None
+        ]
         if owned:
-            grads = [g.detach() for g, _ in owned]
+            grads = [g for g, _ in owned]
             plan = self._plans.get(present)
             if plan is None:
                 plan = self._plans[present] = HistogramPlan(
                     grads, [layer for _, layer in owned], self._n_layers
                 )
             self.ring.put(row, plan.counts(grads))
+        elif self._local:  # this rank adds nothing; its slot keeps the ranks' rows aligned
+            self.ring.put(row, self._nothing())
+
+    def _nothing(self) -> torch.Tensor:
+        """NaN counts (n_layers, N_BINS): the reduction's mark of a rank that added none."""
+        return self.ring.data.new_full((self._n_layers, N_BINS), math.nan)
+
+    def discard(self, row: int) -> None:
+        """Forget a step that is not kept (Probe.discard_step): its counts if read."""
+        if self._read:
+            self.ring.drop(row)
+        self._read = False
 
     def end_step(self, row: int, n_recorded: int) -> None:
         """At the end of a recorded step: read now if the pre-step hook did not (no

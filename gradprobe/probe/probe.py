@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from gradprobe.probe.activations import activation_kind
+from gradprobe.probe.amp import LossScale
 from gradprobe.probe.buffer import StepBuffer
 from gradprobe.probe.capture import ForwardCapture
 from gradprobe.probe.deltas import DeltaAccumulator
@@ -104,11 +105,13 @@ class Probe:
         histograms: Any = None,
         distributed: bool | None = None,
         dist_timeout: float | None = None,
+        scaler: Any = None,
     ) -> None:
         _check_model(model)
         _check_optimizer(optimizer, model)
         _check_options(delta, flush_every, flush_secs)
         check_timeout(dist_timeout)
+        self._amp = LossScale.of(scaler, optimizer)  # None: no loss scaling to undo
         self._schedule = as_schedule(every)
         self._detail_schedule = as_schedule(detail_every, name="detail_every")
         self.model = model
@@ -137,13 +140,17 @@ class Probe:
         self._hist = GradHistograms(self._layers, histograms, flush_every, self._device)
         self._dist: DistReducer | None = None  # under torch.distributed: reduces per flush
         if resolve(distributed):
-            self._dist = DistReducer(self._buffer, (self._series,), dist_timeout)
+            self._dist = DistReducer(
+                self._buffer, (self._series,), dist_timeout, histograms=self._hist.rings
+            )
             self._stats.distribute(partial(contributes, rank=self._dist.rank))
+            self._hist.distribute(partial(contributes, rank=self._dist.rank))
             flush_secs = math.inf  # flushes are collective: they follow the step count
         self._order: list[int] = []
         self._seen: set[int] = set()
         self._ran: set[int] = set()  # layers whose forward ran in this step
         self._forward_since_step = False
+        self._dropping = False  # a step was discarded: log_loss() belongs to it until a forward
         self._measured: tuple | None = None  # gradients reduced at the pre-step hook
         sink = make_sink()  # only now: a bad argument creates no run dir
         series = (self._series, *self._hist.rings)
@@ -213,11 +220,18 @@ class Probe:
     def _begin_forward(self) -> None:
         """The first forward of a step (root or, when the root is not called, a layer)."""
         self._forward_since_step = True
+        self._dropping = False
+        if self._amp is not None and self._recording:  # the scale this step's backward uses
+            self._amp.capture()
         if self._flusher.due():  # flush what is due before this step writes anything
             self.flush()
 
     def _on_model_start(self, module, args) -> None:
-        if not self._forward_since_step and not self._closed and torch.is_grad_enabled():
+        if self._closed or not torch.is_grad_enabled():
+            return
+        if self._amp is not None and self._amp.skipped():
+            self.discard_step()  # the GradScaler skipped the step these passes belong to
+        if not self._forward_since_step:
             self._begin_forward()
 
     def _on_layer_forward(self, layer: Layer, module, args, output) -> None:
@@ -296,21 +310,25 @@ class Probe:
         # Count the step first: the optimizer has already taken it. A Ctrl-C landing in
         # this method then loses at most this step's statistics, never the count.
         step, self._step = self._step, self._step + 1
+        if self._amp is not None:
+            self._amp.step_taken()
         if self._recording:
             state, step_state = self._buffer.current()
             if self._capture.has_pending:
                 self._collect(state)
             measured, self._measured = self._measured, None
             self._stats.grads(state, step_state, self._detail, measured)
+            # hooked gradients are those of the scaled loss: 1 / loss scale undoes it
+            unscale = None if self._amp is None else self._amp.inverse(state.device)
             hooked, feature_max = self._deltas.take(), self._capture.take_feature_max()
             if self._dist is not None:  # width-sized vectors wait for the flush's reduction
                 row = len(self._buffer.steps)
-                hooked, feature_max = self._dist.keep(row, state, hooked, feature_max)
-            self._stats.deltas(state, hooked, self._delta_mode, self._ran)
+                hooked, feature_max = self._dist.keep(row, state, hooked, feature_max, unscale)
+            self._stats.deltas(state, hooked, self._delta_mode, self._ran, unscale)
             self._stats.dead(state, feature_max)
             if self._detail:
                 self._stats.weights_and_update(state)
-                self._series.put(len(self._buffer.steps), self._through_time.take())
+                self._series.put(len(self._buffer.steps), self._through_time.take(unscale))
             self._hist.end_step(len(self._buffer.steps), self._n_recorded)
             self._buffer.commit(step)
             self._n_recorded += 1
@@ -322,6 +340,29 @@ class Probe:
         self._ran = set()
         self._plan_step()
         self._layer_hooks.switch(self._recording)
+
+    def discard_step(self) -> None:
+        """Drop what was recorded since the last step ended: a step the optimizer did not take.
+
+        For a step a GradScaler skipped on overflow (watch(scaler=...) and the framework
+        callbacks do it by themselves): the forward statistics, output gradients
+        (delta_norm, delta_norm_t) and losses logged since the last step ended are
+        forgotten, so they do not count as micro-batches of the next step. Call it after
+        the skipped step's backward; a log_loss() before the next forward is dropped too.
+        The step count does not change. No host synchronisation.
+        """
+        self._require_open()
+        self._deltas.take()
+        self._capture.discard()
+        self._through_time.discard()
+        self._hist.discard(len(self._buffer.steps))
+        self._measured = None
+        self._buffer.discard()
+        self._forward_since_step = False
+        self._ran = set()
+        self._dropping = True
+        if self._amp is not None:
+            self._amp.sync()
 
     def log_loss(self, loss: torch.Tensor | float) -> None:
         """Record the loss of the current step (or of the step just ended by opt.step()).
@@ -338,6 +379,8 @@ class Probe:
             value = float(loss)
         else:
             raise TypeError(f"log_loss() needs a tensor or a number; got {type(loss).__name__}")
+        if self._dropping:
+            return  # the loss of a discarded step
         if self._forward_since_step or self._step == 0:
             if not self._recording:
                 return

@@ -239,7 +239,12 @@ class StepStats:
 
     # -- deltas ----------------------------------------------------------------------
     def deltas(
-        self, state: torch.Tensor, hooked: dict[int, torch.Tensor], mode: str, ran: set[int]
+        self,
+        state: torch.Tensor,
+        hooked: dict[int, torch.Tensor],
+        mode: str,
+        ran: set[int],
+        unscale: torch.Tensor | float | None = None,
     ) -> None:
         """delta_norm slots: from the bias gradient where it equals delta, else the hooks.
 
@@ -248,11 +253,19 @@ class StepStats:
         The identity is used only for layers whose own forward ran this step: a parent
         that uses a child's parameters functionally (MultiheadAttention's out_proj) may
         use the bias in ways the identity does not cover.
+
+        Args:
+            unscale: None, or 1 / the loss scale the hooked gradients carry (a float or
+                a float64 0-d tensor on state's device); bias gradients are unscaled
+                already.
         """
         flat = state.view(-1)
         if hooked:
             at = self._slot_index(tuple(hooked), ("delta_sumsq", "delta_n"), state.device)
-            flat.index_copy_(0, at[0], on(sumsq(list(hooked.values())), state.device))
+            values = on(sumsq(list(hooked.values())), state.device)
+            if unscale is not None:
+                values = values * (unscale * unscale)
+            flat.index_copy_(0, at[0], values)
             flat.index_fill_(0, at[1], 1.0)
         if mode != "auto":
             return

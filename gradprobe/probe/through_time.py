@@ -162,10 +162,17 @@ class ThroughTime:
             stacklevel=3,
         )
 
-    def take(self) -> dict[int, torch.Tensor]:
-        """Layer index -> array of shape (T,): ||dC/dh_t|| of this step; resets."""
+    def take(self, unscale: torch.Tensor | float | None = None) -> dict[int, torch.Tensor]:
+        """Layer index -> array of shape (T,): ||dC/dh_t|| of this step; resets.
+
+        Args:
+            unscale: None, or 1 / the loss scale of the backward (a GradScaler's), a float
+                or a float64 0-d tensor: the norms are those of the unscaled loss.
+        """
         sumsq, self._sumsq = self._sumsq, {}
-        return {index: s.sqrt() for index, s in sumsq.items()}
+        if unscale is None:
+            return {index: s.sqrt() for index, s in sumsq.items()}
+        return {index: s.sqrt() * unscale for index, s in sumsq.items()}
 
     def discard(self) -> None:
         """Forget what was measured (a step that is not kept)."""
