@@ -180,3 +180,48 @@ def scalar_loss(output: Any) -> torch.Tensor | None:
     if isinstance(loss, torch.Tensor) and loss.numel() == 1:
         return loss.detach()
     return None
+
+
+class ProbeOwner:
+    """What a framework callback does with the probe it attached: close it, count skips.
+
+    A subclass sets `probe` when it attaches, `_attempted` (optimizer steps the framework
+    called for, taken or skipped), `_first_step` (the probe's step count at attach) and
+    `_restore` (undoes unscale_before_step), and may extend `_release()`.
+    """
+
+    probe: Probe | None = None
+    _attempted = 0
+    _first_step = 0
+
+    def _restore(self) -> None:
+        """Undo unscale_before_step (replaced per instance when it changed something)."""
+
+    def _release(self) -> None:
+        """Hand back what the callback changed in the framework (before the probe closes)."""
+        self._restore()
+        self._restore = lambda: None
+
+    def close(self, status: str = "done", error: str | None = None) -> None:
+        """Remove every hook, flush, and mark the run `status` (idempotent)."""
+        self._release()
+        probe = self.probe
+        if probe is None or probe.closed:
+            return
+        try:
+            probe.annotate(skipped_steps=self.skipped_steps)
+        finally:
+            probe.close(status, error)
+
+    @property
+    def skipped_steps(self) -> int:
+        """Optimizer steps the framework called for that were not taken (AMP overflow)."""
+        if self.probe is None:
+            return 0
+        return self._attempted - (self.probe.step_count - self._first_step)
+
+    def record(self):
+        """The probe's Record of the last training run (a gradprobe.Record)."""
+        if self.probe is None:
+            raise RuntimeError("no probe yet: the callback attaches it when training starts")
+        return self.probe.record()

@@ -33,6 +33,7 @@ import transformers
 from torch import nn
 
 from gradprobe.integrations.common import (
+    ProbeOwner,
     attach,
     check_watch_options,
     discard_if_skipped,
@@ -43,7 +44,7 @@ from gradprobe.integrations.common import (
 from gradprobe.probe.probe import Probe, status_of
 
 
-class GradprobeTrainerCallback(transformers.TrainerCallback):
+class GradprobeTrainerCallback(ProbeOwner, transformers.TrainerCallback):
     """Attaches gradprobe.watch at train begin; closes it at train end.
 
     Args:
@@ -139,34 +140,12 @@ class GradprobeTrainerCallback(transformers.TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         self.close("done")
 
-    def close(self, status: str = "done", error: str | None = None) -> None:
-        """Remove every hook, flush, and mark the run `status` (idempotent)."""
-        self._restore()
-        self._restore = lambda: None
+    def _release(self) -> None:
+        super()._release()
         if self._loss_hook is not None:
             self._loss_hook.remove()
             self._loss_hook = None
         self._loss_sum, self._n_micro = None, 0
-        probe = self.probe
-        if probe is None or probe.closed:
-            return
-        try:
-            probe.annotate(skipped_steps=self.skipped_steps)
-        finally:
-            probe.close(status, error)
-
-    @property
-    def skipped_steps(self) -> int:
-        """Optimizer steps the Trainer called for that were not taken (AMP overflow)."""
-        if self.probe is None:
-            return 0
-        return self._attempted - (self.probe.step_count - self._first_step)
-
-    def record(self):
-        """The probe's Record of the last train() (a gradprobe.Record)."""
-        if self.probe is None:
-            raise RuntimeError("no probe yet: the callback attaches it when training begins")
-        return self.probe.record()
 
     def __enter__(self) -> GradprobeTrainerCallback:
         return self

@@ -24,6 +24,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from gradprobe.integrations.common import (
+    ProbeOwner,
     attach,
     check_watch_options,
     discard_if_skipped,
@@ -34,7 +35,7 @@ from gradprobe.integrations.common import (
 from gradprobe.probe.probe import Probe, status_of
 
 
-class GradprobeCallback(pl.Callback):
+class GradprobeCallback(ProbeOwner, pl.Callback):
     """Attaches gradprobe.watch at train start; closes it at train end or on an exception.
 
     Args:
@@ -130,31 +131,6 @@ class GradprobeCallback(pl.Callback):
     def _close_stale(self) -> None:
         if self.probe is not None and not self.probe.closed:
             self.close("interrupted", "a new fit() started before the last one ended")
-
-    def close(self, status: str = "done", error: str | None = None) -> None:
-        """Remove the probe's hooks, flush, and mark the run `status` (idempotent)."""
-        self._restore()
-        self._restore = lambda: None
-        probe = self.probe
-        if probe is None or probe.closed:
-            return
-        try:
-            probe.annotate(skipped_steps=self.skipped_steps)
-        finally:
-            probe.close(status, error)
-
-    @property
-    def skipped_steps(self) -> int:
-        """Optimizer steps Lightning called for that were not taken (AMP overflow)."""
-        if self.probe is None:
-            return 0
-        return self._attempted - (self.probe.step_count - self._first_step)
-
-    def record(self):
-        """The probe's Record of the last fit (a gradprobe.Record)."""
-        if self.probe is None:
-            raise RuntimeError("no probe yet: the callback attaches it when training starts")
-        return self.probe.record()
 
     def __repr__(self) -> str:
         return (
