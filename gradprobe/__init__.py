@@ -26,6 +26,7 @@ _EXPORTS = {
     "check": "gradprobe.diagnose.check",
     "gradcheck": "gradprobe.diagnose.gradcheck",
     "predict": "gradprobe.theory.predict",
+    "try_fixes": "gradprobe.lab.fixes.api",
     "DistributedError": "gradprobe.probe.distributed",
 }
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from gradprobe.diagnose.check import check
     from gradprobe.diagnose.finding import Finding
     from gradprobe.diagnose.gradcheck import gradcheck
+    from gradprobe.lab.fixes.api import try_fixes
     from gradprobe.probe.distributed import DistributedError
     from gradprobe.probe.probe import Probe
     from gradprobe.record.load import load
@@ -52,6 +54,7 @@ __all__ = [
     "gradcheck",
     "load",
     "predict",
+    "try_fixes",
     "watch",
 ]
 

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from gradprobe._version import __version__
 from gradprobe.record import Record, load
+from gradprobe.record.format import SUMMARY_QUANTITIES, fmt
 from gradprobe.stats.quantities import LAYER_QUANTITIES
 
 app = typer.Typer(
@@ -31,16 +32,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# What `show` tabulates unless --quantities says otherwise: the gradient signal reaching
-# each layer, the size of its updates, and the state of its units.
-SHOW_QUANTITIES = (
-    "delta_norm",
-    "grad_norm",
-    "update_ratio",
-    "act_mean",
-    "saturated_frac",
-    "dead_frac",
-)
+# What `show` tabulates unless --quantities says otherwise.
+SHOW_QUANTITIES = SUMMARY_QUANTITIES
 # Errors a command reports in one line: bad paths, bad files, bad options.
 _EXPECTED = (OSError, ValueError, sqlite3.Error)
 
@@ -71,24 +64,6 @@ def _root(
     ] = False,
 ) -> None:
     """Show, diagnose and fix vanishing and exploding gradients in deep networks."""
-
-
-def fmt(x: float) -> str:
-    """A number in at most 3 significant digits; "-" for NaN (not measured).
-
-    Scientific below 1e-3 and from 1e4 on, where fixed notation would hide the digits.
-    """
-    if math.isnan(x):
-        return "-"
-    if x == 0:
-        return "0"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    text = f"{x:.2e}" if abs(x) < 1e-3 else f"{x:.3g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
 
 
 def _last_measured(column: np.ndarray) -> float:
@@ -195,8 +170,151 @@ def diagnose(
         typer.echo(json.dumps(data, indent=2))
     else:
         render(findings, _console(), header=status_lines(rec)[0])
+        _theory_section(rec, _console())
     if worst_severity(findings) == "error":
         raise typer.Exit(code=1)
+
+
+# -- theory: predict, and predicted vs measured in diagnose (gradprobe.theory, imported inside)
+def _theory_section(rec: Record, console: Console) -> None:
+    """Predicted vs measured per-layer log-gain at the first step, for lab runs it covers."""
+    config = rec.meta.get("config")
+    if not isinstance(config, dict) or config.get("model") not in ("mlp", "residual_mlp"):
+        return  # only lab mlp / residual_mlp runs: no torch import for the others
+    from gradprobe.lab.theory_spec import predict_run
+    from gradprobe.theory import compare
+
+    try:
+        pred = predict_run(rec)
+        comparison = None if pred is None else compare(pred, rec)
+    except ValueError:
+        return
+    if comparison is None:
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, title="log-gain per layer at init")
+    for col in ("layer", "predicted", "measured", "diff", "tol", ""):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for row in comparison.rows():
+        cells = [fmt(row[k]) for k in ("predicted", "measured", "diff", "tol")]
+        table.add_row(row["layer"], *cells, "parts" if row["parted"] else "")
+    console.print(table)
+    console.print(comparison.summary(), markup=False)
+
+
+@app.command("predict")
+def predict_command(
+    activation: Annotated[str, typer.Option(help="Hidden activation, e.g. tanh.")] = "tanh",
+    init: Annotated[str, typer.Option(help="Initialiser, e.g. glorot_normal.")] = "glorot_normal",
+    depth: Annotated[int, typer.Option(help="Hidden layers (residual: blocks).")] = 50,
+    width: Annotated[int, typer.Option(help="Units per hidden layer.")] = 256,
+    bias_var: Annotated[
+        float | None, typer.Option(help="sigma_b^2 of every layer; default: the init's rule.")
+    ] = None,
+    input_var: Annotated[float, typer.Option(help="Mean square of the inputs.")] = 1.0,
+    n_in: Annotated[int | None, typer.Option(help="Input features (default width).")] = None,
+    n_out: Annotated[int | None, typer.Option(help="Outputs (default width).")] = None,
+    model: Annotated[str, typer.Option(help="mlp or residual_mlp.")] = "mlp",
+    alpha: Annotated[float, typer.Option(help="Residual branch scale.")] = 1.0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+) -> None:
+    """Mean-field prediction before training: per-layer q, chi, log-gain, and a verdict."""
+    from gradprobe.lab.theory_spec import predict_config
+
+    try:
+        pred = predict_config(
+            activation, init, depth=depth, width=width, n_in=n_in, n_out=n_out, model=model,
+            alpha=alpha, bias_var=bias_var, input_var=input_var,
+        )  # fmt: skip
+        if json_path is not None:
+            pred.to_json(json_path)
+    except _EXPECTED as err:
+        _fail(_one_line(err))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    columns = ("q", "chi", "log_gain", "cum_log_gain", "cum_sd")
+    table.add_column("layer")
+    for col in columns:
+        table.add_column(col.replace("_", " "), justify="right")
+    for row in pred.table_rows():
+        table.add_row(row["layer"], *(fmt(row[k]) for k in columns))
+    console = _console()
+    console.print(table)
+    console.print(pred.verdict(), markup=False)
+
+
+# -- tensorboard (gradprobe.viz.tensorboard, imported inside the command)
+@app.command("tensorboard")
+def tensorboard_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (holds run.json).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Log directory; default RUN_DIR/tb.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace event files already there.")
+    ] = False,
+) -> None:
+    """Write a run as TensorBoard event files: a section per quantity, a chart per layer."""
+    from gradprobe.viz.tensorboard import export_tensorboard
+
+    try:
+        where = export_tensorboard(run_dir, out, overwrite=overwrite)
+    except (*_EXPECTED, ImportError) as err:
+        _fail(str(err))
+    typer.echo(f"TensorBoard events in {where}; view with: tensorboard --logdir {where}")
+
+
+# -- report (gradprobe.viz.report, imported inside the command: jinja2 and matplotlib)
+def _predictions(run_dirs: list[Path]) -> list:
+    """Per run, the theory's Prediction for the report (None where the theory does not
+    cover the run); a failure prints a one-line note and never costs the report."""
+    out = []
+    for run_dir in run_dirs:
+        try:
+            rec = load(run_dir)
+        except (*_EXPECTED, KeyError):
+            out.append(None)  # write_report says what is wrong with the directory
+            continue
+        config = rec.meta.get("config")
+        if not isinstance(config, dict) or config.get("model") not in ("mlp", "residual_mlp"):
+            out.append(None)  # not a lab mlp: no torch import for nothing (as _theory_section)
+            continue
+        try:
+            from gradprobe.lab.theory_spec import predict_run
+
+            out.append(predict_run(rec))
+        except Exception as err:  # the report matters more than its prediction section
+            why = f"{type(err).__name__}: {_one_line(err)}"
+            typer.echo(f"note: no prediction for {run_dir}: {why}", err=True)
+            out.append(None)
+    return out
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(metavar="RUN_DIR", help="Run directories (hold run.json).")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="HTML file; default RUN_DIR/report.html, ./report.html for several."
+        ),
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="Page title.")] = None,
+) -> None:
+    """One self-contained HTML report; several runs side by side.
+
+    Findings with evidence and fix first, then the per-layer table, the figures and the
+    run's config; no network access needed to view it.
+    """
+    from gradprobe.viz.report import write_report
+
+    if out is None:
+        out = run_dirs[0] / "report.html" if len(run_dirs) == 1 else Path("report.html")
+    try:
+        where = write_report(run_dirs, out, title=title, predictions=_predictions(run_dirs))
+    except _EXPECTED as err:
+        _fail(_one_line(err))
+    typer.echo(f"report: {where}")
 
 
 # -- the lab: train, sweep, demo (gradprobe.lab, imported inside each command: torch loads
@@ -300,8 +418,18 @@ def sweep(
     out: Annotated[Path, typer.Option("--out", help="Parent of the run directories.")] = Path(
         "runs/sweep"
     ),
-    jobs: Annotated[int, typer.Option(help="Runs trained at once, one process each.")] = 2,
+    jobs: Annotated[
+        int | None,
+        typer.Option(help="Runs trained at once (default: 2 here; on Ray, the cluster's CPUs)."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace runs already there.")] = False,
+    backend: Annotated[
+        str, typer.Option(help="local (processes here) or ray (needs the ray extra).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="--backend ray: the cluster to join (auto, ray://host:port)."),
+    ] = None,
 ) -> None:
     """Train every combination of the --grid values in parallel; one run directory each."""
     from gradprobe.lab.sweep import summary_table
@@ -313,8 +441,10 @@ def sweep(
         if "seed" in points:  # a seed swept is a seed given
             values.setdefault("seed", points["seed"][0])
         base = _seeded(values, "sweep", also=" or --grid seed=0,1,2")
-        rows = run_sweep(base, points, out, jobs=jobs, overwrite=overwrite)
-    except _EXPECTED as err:
+        rows = run_sweep(
+            base, points, out, jobs=jobs, overwrite=overwrite, backend=backend, address=address
+        )
+    except (*_EXPECTED, ImportError) as err:  # ImportError: --backend ray without Ray
         _fail(_one_line(err))
     console = _console()
     console.print(summary_table(rows, list(points)))
@@ -338,12 +468,17 @@ def demo(
         int | None, typer.Option(help="Train on the first N images only (a quicker look).")
     ] = None,
 ) -> None:
-    """Deep sigmoid (Nielsen init) vs ReLU (He init) on the embedded digits: learning speed
-    per layer side by side. Writes OUT/demo-sigmoid and OUT/demo-relu."""
+    """Deep sigmoid vs ReLU on built-in digits: learning speed per layer, and a report.
+
+    Trains 5 sigmoid hidden layers (Nielsen init) and the same with ReLU (He init), prints
+    delta_norm per layer side by side, and writes OUT/demo-sigmoid, OUT/demo-relu and the
+    HTML report OUT/demo-report.html comparing them.
+    """
     from gradprobe.lab.demo import run_demo
+    from gradprobe.viz.report import write_report
 
     try:
-        run_demo(
+        result = run_demo(
             out,
             depth=depth,
             width=width,
@@ -351,8 +486,78 @@ def demo(
             limit_train=limit_train,
             console=_console(),
         )
+        run_dirs = [r.run_dir for r in result.results.values()]
+        path = write_report(
+            run_dirs,
+            Path(out) / "demo-report.html",
+            title="gradprobe demo: deep sigmoid (Nielsen init) vs ReLU (He init)",
+            predictions=_predictions(run_dirs),
+        )
     except _EXPECTED as err:
         _fail(_one_line(err))
+    typer.echo(f"report: {path} (open it in a browser)")
+
+
+# -- fix (gradprobe.lab.fixes, imported inside the command)
+FIX_REPORT_TOP = 3  # trials shown beside the baseline in the comparison report
+
+
+def _fix_report(result, out: Path) -> str:
+    """Write out/report.html comparing the baseline with the top trials (first seed), or
+    say why not."""
+    try:
+        from gradprobe.viz.report import write_report
+    except ImportError:
+        return "comparison report skipped: gradprobe.viz.report is not available"
+    picks = [result.baseline, *result.ranked[:FIX_REPORT_TOP]]
+    runs = [c.runs[0].run_dir for c in picks if c.runs and c.runs[0].run_dir]
+    try:
+        where = write_report(runs, out / "report.html", title="gradprobe fix: baseline vs remedies")
+    except (*_EXPECTED, ImportError) as err:
+        return f"comparison report skipped: {_one_line(err)}"
+    return f"comparison report: {where}"
+
+
+@app.command()
+def fix(
+    run_dir: Annotated[Path, typer.Argument(help="A lab run directory (from gradprobe train).")],
+    steps: Annotated[int | None, typer.Option(help="Steps per trial; default 100.")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per remedy: the run's seed and on.")] = 2,
+    budget_s: Annotated[
+        float | None, typer.Option("--budget-s", help="Also stop each trial after S seconds.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Parent of the trial run directories.")
+    ] = None,
+    jobs: Annotated[int, typer.Option(help="Trials run at once, one process each.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace trials already in --out.")] = False,
+    remedy: Annotated[
+        list[str] | None, typer.Option("--remedy", help="Try only this remedy (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Diagnose a lab run, try the remedies for its findings in short trials, rank them."""
+    import json
+
+    from gradprobe.lab.fixes.lab_run import experiment_of, fix_run
+
+    try:
+        if seeds < 1:
+            raise ValueError(f"--seeds={seeds} is not valid: must be an int >= 1")
+        first = experiment_of(run_dir).seed
+        result = fix_run(
+            run_dir, steps=steps, seeds=tuple(range(first, first + seeds)), budget_s=budget_s,
+            out=out, jobs=jobs, overwrite=overwrite, remedies=remedy or None,
+        )  # fmt: skip
+    except _EXPECTED as err:
+        _fail(_one_line(err))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=1))
+        return
+    typer.echo(result.table())
+    if out is not None:
+        typer.echo(f"trials: {out}")
+        typer.echo(_fix_report(result, out))
 
 
 # -- data: datasets that are not embedded

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import math
 
+# What a per-layer summary tabulates (`gradprobe show`, the report's per-layer table): the
+# gradient signal reaching each layer, the size of its updates, and the state of its units.
+SUMMARY_QUANTITIES = (
+    "delta_norm",
+    "grad_norm",
+    "update_ratio",
+    "act_mean",
+    "saturated_frac",
+    "dead_frac",
+)
+
 
 def fmt(x: float) -> str:
     """A number in at most 3 significant digits; "-" for NaN (not measured).

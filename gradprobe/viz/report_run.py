@@ -13,21 +13,13 @@ import numpy as np
 from gradprobe.diagnose.diagnosis import diagnose
 from gradprobe.diagnose.finding import Finding
 from gradprobe.diagnose.report import FILENAME, read_findings
+from gradprobe.record.format import SUMMARY_QUANTITIES
 from gradprobe.record.load import load
 from gradprobe.record.record import Record
 from gradprobe.viz import report_embed, report_text
 
-# The per-layer table: the quantities `gradprobe show` tabulates (cli.SHOW_QUANTITIES;
-# a test checks the two agree): the gradient signal reaching each layer, the size of its
-# updates, and the state of its units.
-TABLE_QUANTITIES = (
-    "delta_norm",
-    "grad_norm",
-    "update_ratio",
-    "act_mean",
-    "saturated_frac",
-    "dead_frac",
-)
+# The per-layer table: the quantities `gradprobe show` tabulates.
+TABLE_QUANTITIES = SUMMARY_QUANTITIES
 # The files a run's writer touches; findings.json older than any of them is stale.
 _DATA_FILES = ("run.json", "metrics.sqlite", "metrics.sqlite-wal")
 
