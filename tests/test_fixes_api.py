@@ -75,7 +75,10 @@ def test_vanishing_sigmoid_mlp_is_fixed_by_an_activation_swap_that_lowers_the_lo
     assert math.isfinite(result.baseline.loss_start)
     assert result.settings["reference"].startswith("class NLL")
     text = repr(result)
-    assert "baseline" in text and text.splitlines()[3].startswith(f"1     {best.name}")
+    lines = text.splitlines()
+    assert lines[2].startswith("-  baseline") and max(map(len, lines)) <= 100
+    first = next(i for i, line in enumerate(lines) if not line.startswith(("-", " ", "#", "t")))
+    assert lines[first].startswith(f"1  {best.name}")
 
 
 def _figures(result) -> list[tuple]:

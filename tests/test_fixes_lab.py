@@ -53,8 +53,11 @@ def test_fix_command_prints_the_ranking_and_writes_every_trial(sick_run, tmp_pat
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("targets: ") and "vanishing_gradient" in lines[0]
-    assert lines[2].startswith("-     baseline")
-    assert lines[3].startswith("1     relu_he")  # the activation swap restores the gradient
+    assert lines[2].startswith("-  baseline")
+    assert lines[3].startswith("1  relu_he")  # the activation swap restores the gradient
+    changes = next(line for line in lines[4:] if not line.startswith("      "))
+    assert changes.startswith("   changes: activation=relu")  # below its row's wrapped cells
+    assert max(map(len, lines)) <= 100
     for name in ("baseline", "relu_he", "glorot_init"):
         rec = load(out / name / "seed0")
         assert len(rec) == 10 and rec.meta["config"]["trial"] == name

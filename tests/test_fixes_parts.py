@@ -180,3 +180,110 @@ def test_every_remedy_names_known_kinds_and_a_source():
     for remedy in CATALOGUE:
         assert remedy.source and remedy.snippet, remedy
         assert all(k.removesuffix("@time") in KINDS for k in remedy.kinds), remedy
+
+
+def test_rnn_isometry_keeps_w_hh_orthogonal_and_tanh_in_its_linear_range():
+    torch.manual_seed(0)
+    rnn = nn.RNN(8, 32, batch_first=True)
+    model = nn.Sequential(rnn)
+    x = 5.0 * torch.randn(64, 40, 8)  # large inputs: torch's init saturates tanh
+    edits.reinit_(model, "rnn_isometry", 1.0, torch.Generator().manual_seed(0), (x, None))
+    w_hh = rnn.weight_hh_l0.detach()
+    assert torch.allclose(w_hh @ w_hh.T, torch.eye(32), atol=1e-5)  # every singular value 1
+    h = rnn(x)[0].detach()
+    assert abs(float(h.var()) * 40 - 1.0) < edits.LSUV_TOL  # Var(h) = 1/T
+    assert torch.all(rnn.bias_ih_l0 == 0) and torch.all(rnn.bias_hh_l0 == 0)
+    relu_rnn = nn.RNN(8, 16, nonlinearity="relu")
+    assert not edits.has_tanh_rnn(nn.Sequential(relu_rnn)) and edits.has_tanh_rnn(model)
+
+
+def test_time_findings_get_the_recurrent_remedies():
+    lstm_ctx = ctx(activation=None, has_lstm=True, seq_len=40)
+    cands, _ = choose(lstm_ctx, ["vanishing_gradient@time"])
+    plans = {c.name: c.plan for c in cands}
+    assert {"forget_bias", "chrono_init", "forget_bias_horizon"} <= set(plans)
+    assert "rnn_isometry" not in plans  # no tanh nn.RNN in this model
+    assert plans["chrono_init"].forget_bias == ("chrono", 40.0)  # T_max: the task's horizon
+    kind, b = plans["forget_bias_horizon"].forget_bias
+    # sigma(b) forgets with time scale 1 / (1 - sigma(b)) steps: the sequence's T = 40
+    assert kind == "constant" and 1 / (1 - 1 / (1 + math.exp(-b))) == pytest.approx(40.0)
+    rnn_ctx = ctx(activation="tanh", has_tanh_rnn=True, seq_len=40)
+    for target in ("vanishing_gradient@time", "exploding_gradient@time"):
+        names = [c.name for c in choose(rnn_ctx, [target])[0]]
+        assert "rnn_isometry" in names and "forget_bias_horizon" not in names
+    assert BY_NAME["rnn_isometry"].plan(rnn_ctx).init == ("rnn_isometry", 1.0)
+
+
+def test_wrap_breaks_after_separators_and_keeps_every_character():
+    from gradprobe.lab.fixes.layout import wrap
+
+    text = "lint_mse_for_classification, saturation"
+    lines = wrap(text, 15)
+    assert lines == ["lint_mse_for_", "classification,", "saturation"]
+    assert "".join(wrap("abcdefghij", 4)) == "abcdefghij"  # no separator: split inside
+    assert wrap("short", 80) == ["short"]
+    with pytest.raises(ValueError, match="width=0"):
+        wrap("x", 0)
+
+
+def _long_result():
+    from gradprobe.lab.fixes.result import FixResult
+
+    targets = ("lint_mse_for_classification", "saturation")
+
+    def cand(name, rank_, plan, resolved, new, loss, error=None):
+        runs = [TrialRun(name, 0, "failed" if error else "done", error=error)]
+        left = tuple(t for t in targets if t not in resolved)
+        return Ranked(name, tuple(name.split("+")), plan, runs, resolved, left, new,
+                      loss > 2.78, 0.05, 2.7, loss, rank=rank_)  # fmt: skip
+
+    big = Plan(options=(("activation", "relu"),), init=("he_normal", 1.0), strip_head=True,
+               lr_factor=0.1, loss="cross_entropy")  # fmt: skip
+    ranked = [
+        cand("cross_entropy+relu_he+lr_down", 1, big, targets, (), 0.0735),
+        cand("lr_down", 2, Plan(lr_factor=0.1), (), ("dead_units", "loss_plateau"), 2.9,
+             error="RuntimeError: the factory rejected the option activation='relu'"),
+    ]  # fmt: skip
+    base = cand("baseline", 0, Plan(), (), (), 2.78)
+    return FixResult(targets, base, ranked, [], {"steps": 100, "seeds": [0, 1]}, [])
+
+
+def _read_table(lines: list[str]) -> list[tuple[str, ...]]:
+    """Rows back from the fitted table, spaces dropped (a wrap drops the space it breaks
+    at): cells cut at the header's column starts, wrapped pieces joined, the changes
+    line put back in as the third cell."""
+    header = lines[0]
+    names = ["#", "remedy", "resolved", "left", "new", "spread", "loss"]
+    starts = [header.index(n) for n in names]
+    bounds = list(zip(starts, [*starts[1:], None]))
+    rows: list[list[str]] = []
+    for line in lines[1:]:
+        if line.startswith("   changes: "):
+            rows[-1][2] = line[len("   changes: ") :]
+            continue
+        if line.startswith("   ") and rows and rows[-1][2]:  # the changes, wrapped
+            rows[-1][2] += line
+            continue
+        pieces = [line[a:b].strip() for a, b in bounds]
+        if pieces[0]:
+            rows.append([pieces[0], pieces[1], "", *pieces[2:]])
+            continue
+        for k, piece in enumerate(pieces[1:], start=1):
+            cell = k if k == 1 else k + 1
+            rows[-1][cell] += piece
+    return [tuple(c.replace(" ", "") for c in r) for r in rows]
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_table_fits_the_width_and_keeps_every_cell(width):
+    result = _long_result()
+    lines = result.table(width).splitlines()
+    assert max(map(len, lines)) <= width
+    table = lines[lines.index(next(x for x in lines if x.startswith("#  "))) :]
+    expected = [
+        tuple(c.replace(" ", "") for c in (r[0], r[1], "" if r[2] == "unchanged" else r[2], *r[3:]))
+        for r in result.rows()
+    ]
+    assert _read_table(table) == expected  # every cell is there, in its column
+    with pytest.raises(ValueError, match="width=20"):
+        result.table(20)

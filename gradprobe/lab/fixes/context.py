@@ -61,6 +61,7 @@ class Context:
         classification: the targets are class labels or one-hot rows.
         accepts: the factory options it can be rebuilt with.
         findings: what the diagnosis said.
+        has_tanh_rnn: it holds an nn.RNN with the tanh nonlinearity.
     """
 
     activation: str | None
@@ -72,6 +73,7 @@ class Context:
     classification: bool
     accepts: frozenset[str]
     findings: tuple[Finding, ...]
+    has_tanh_rnn: bool = False
 
     @classmethod
     def read(cls, model, batch, loss_fn, build_model, findings, accepts=None) -> Context:
@@ -86,6 +88,7 @@ class Context:
             classification=classification,
             accepts=accepted_options(build_model) if accepts is None else frozenset(accepts),
             findings=tuple(findings),
+            has_tanh_rnn=edits.has_tanh_rnn(model),
         )
 
     @property

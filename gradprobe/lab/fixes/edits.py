@@ -70,21 +70,37 @@ def has_lstm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.LSTM) for m in model.modules())
 
 
+def has_tanh_rnn(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.RNN) and m.nonlinearity == "tanh" for m in model.modules())
+
+
 def reinit_(model: nn.Module, rule: str, value: float, generator: torch.Generator, batch) -> None:
     """Re-initialise every Linear / Conv / RNN layer of `model` in place, biases to zero.
 
     Args:
         rule: an initialiser of gradprobe.lab.init (its `value` is the gain), "critical"
-            (W ~ N(0, value / fan_in), value = sigma_w^2 on the edge of chaos) or "lsuv"
-            (orthogonal, then each layer scaled to output variance `value` on `batch`).
+            (W ~ N(0, value / fan_in), value = sigma_w^2 on the edge of chaos), "lsuv"
+            (orthogonal, then each layer scaled to output variance `value` on `batch`) or
+            "rnn_isometry" (every layer orthogonal at gain `value`; each tanh nn.RNN's W_hh
+            orthogonal at gain 1 and its W_ih scaled so Var(h) = 1/T on `batch`, as in
+            `lsuv_`: the recurrent Jacobian diag(1 - h^2) W_hh then keeps the gradient's
+            norm through time, Saxe et al. 2014, Le, Jaitly & Hinton 2015).
         generator: the draws, seeded per trial.
-        batch: (inputs, targets), used by "lsuv" only.
+        batch: (inputs, targets), used by "lsuv" and "rnn_isometry" only.
     """
     if rule == "critical":
         init_model_(model, "lecun_normal", gain=math.sqrt(value), bias="zeros", generator=generator)
     elif rule == "lsuv":
         init_model_(model, "orthogonal", bias="zeros", generator=generator)
         lsuv_(model, batch[0], value)
+    elif rule == "rnn_isometry":
+        init_model_(model, "orthogonal", gain=value, bias="zeros", generator=generator)
+        for rnn in (m for m in model.modules() if isinstance(m, nn.RNN)):
+            if rnn.nonlinearity != "tanh":
+                continue
+            if value != 1.0:  # W_hh orthogonal at gain 1: every singular value 1
+                init_model_(rnn, "orthogonal", bias="zeros", generator=generator)
+            _scale_(model, rnn, batch[0], "weight_ih", None)
     else:
         init_model_(model, rule, gain=value, bias="zeros", generator=generator)
 
@@ -99,14 +115,22 @@ def lsuv_(model: nn.Module, inputs: Any, target_var: float = 1.0) -> None:
         recurrent = isinstance(layer, nn.RNN)
         if recurrent and layer.nonlinearity != "tanh":
             continue
-        for _ in range(LSUV_ROUNDS):
-            var, steps = _output_var(model, layer, inputs)
-            target = 1.0 / steps if recurrent else target_var
-            if not math.isfinite(var) or var <= 0 or abs(var / target - 1) < LSUV_TOL:
-                break
-            for name, weight in layer.named_parameters():
-                if name.startswith("weight_ih" if recurrent else "weight"):
-                    weight.mul_(math.sqrt(target / var))
+        _scale_(model, layer, inputs, "weight_ih" if recurrent else "weight",
+                None if recurrent else target_var)  # fmt: skip
+
+
+@torch.no_grad()
+def _scale_(model: nn.Module, layer: nn.Module, inputs: Any, prefix: str, target) -> None:
+    """Scale `layer`'s weights named `prefix`* until its output variance on `inputs` is
+    `target` (None: 1/T for a recurrent layer over T steps), within LSUV_TOL."""
+    for _ in range(LSUV_ROUNDS):
+        var, steps = _output_var(model, layer, inputs)
+        goal = 1.0 / steps if target is None else target
+        if not math.isfinite(var) or var <= 0 or abs(var / goal - 1) < LSUV_TOL:
+            return
+        for name, weight in layer.named_parameters():
+            if name.startswith(prefix):
+                weight.mul_(math.sqrt(goal / var))
 
 
 def _output_var(model: nn.Module, layer: nn.Module, inputs: Any) -> tuple[float, int]:

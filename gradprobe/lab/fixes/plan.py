@@ -93,7 +93,9 @@ class Plan:
             parts.append(f"init {self.init[0]} ({self.init[1]:g})")
         if self.forget_bias is not None:
             rule, value = self.forget_bias
-            parts.append(f"forget bias {value:g}" if rule == "constant" else f"chrono T={value:g}")
+            parts.append(
+                f"forget bias {value:.3g}" if rule == "constant" else f"chrono T={value:g}"
+            )
         if self.strip_head:
             parts.append("logits out")
         if self.lr_factor != 1.0:

@@ -112,6 +112,22 @@ def _chrono(ctx: Context) -> Plan | None:
     return Plan(forget_bias=("chrono", float(ctx.seq_len)))
 
 
+def _forget_horizon(ctx: Context) -> Plan | None:
+    # A gate sigma(b) forgets with time scale 1 / (1 - sigma(b)) = 1 + e^b steps (Tallec &
+    # Ollivier 2018, sec. 3), so b = ln(T - 1) gives every unit the task's horizon T: chrono
+    # init's longest time scale, for all units, with the input gate left open.
+    if not ctx.has_lstm or ctx.seq_len is None or ctx.seq_len < 3:
+        return None
+    return Plan(forget_bias=("constant", math.log(ctx.seq_len - 1)))
+
+
+def _rnn_isometry(ctx: Context) -> Plan | None:
+    if not ctx.has_tanh_rnn:
+        return None
+    # gain sqrt(2) for the other layers of a ReLU-family model, as _orthogonal
+    return Plan(init=("rnn_isometry", math.sqrt(2.0) if ctx.activation in RELU_FAMILY else 1.0))
+
+
 def _residual(ctx: Context) -> Plan | None:
     # alpha = 1/sqrt(L) keeps the backward gain (1 + alpha^2 chi)^L bounded (THEORY.md)
     return Plan(options=(("residual_alpha", 1.0 / math.sqrt(max(ctx.depth, 1))),))
@@ -177,6 +193,15 @@ CATALOGUE: tuple[Remedy, ...] = (
        lambda ctx: Plan(forget_bias=("constant", FORGET_BIAS)) if ctx.has_lstm else None,
        "lstm.bias_ih_l0.data[H:2*H] = 1.0; lstm.bias_hh_l0.data[H:2*H] = 0.0",
        "Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015"),
+    _R("forget_bias_horizon", ("vanishing_gradient@time",), True, _forget_horizon,
+       "T = seq_len  # the steps the loss must remember across\n"
+       "lstm.bias_ih_l0.data[H:2*H] = math.log(T - 1); lstm.bias_hh_l0.data[H:2*H] = 0.0",
+       "Tallec & Ollivier 2018 sec. 3 (forget time 1 + e^b); Gers et al. 2000 (b > 0)"),
+    _R("rnn_isometry", TIME_KINDS, True, _rnn_isometry,
+       "nn.init.orthogonal_(rnn.weight_hh_l0)  # every singular value 1\n"
+       "nn.init.orthogonal_(rnn.weight_ih_l0); then scale weight_ih so h.var() = 1 / T",
+       "Saxe et al. 2014 (orthogonal, isometry); Le, Jaitly & Hinton 2015 (W_hh radius 1, "
+       "small inputs keep tanh linear)"),
     _R("batch_norm", (*DEPTH_KINDS, "saturation"), False,
        _norm("batch"),
        "nn.BatchNorm1d(width) between each nn.Linear and its activation",

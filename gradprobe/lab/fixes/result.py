@@ -4,14 +4,21 @@ could only be suggested, as text and as a JSON-safe dict."""
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
 from gradprobe.diagnose.finding import json_safe
+from gradprobe.lab.fixes import layout
 from gradprobe.lab.fixes.candidates import Suggestion
+from gradprobe.lab.fixes.plan import BASELINE
 from gradprobe.lab.fixes.ranking import Ranked
 
-_COLUMNS = ("rank", "remedy", "changes", "resolved", "left", "new", "spread", "loss")
+_COLUMNS = ("#", "remedy", "changes", "resolved", "left", "new", "spread", "loss")
+_FIXED = {0, 5}  # rank and spread keep their width in `fitted` (columns without changes)
+# The table's default width: fits a 100-column terminal (a common editor ruler, and this
+# project's line length, pyproject.toml).
+WIDTH = 100
 _WORSE = " (worse)"  # marks a loss that did not fall below the baseline's
 
 
@@ -27,8 +34,8 @@ def row(cand: Ranked) -> tuple[str, ...]:
     failed = f" [failed: {cand.failed[0].error}]" if cand.failed else ""
     return (
         str(cand.rank) if cand.rank else "-",
-        cand.name + failed,
-        cand.plan.describe(),
+        cand.name,
+        cand.plan.describe() + failed,
         ", ".join(cand.resolved) or "-",
         ", ".join(cand.remaining) or "-",
         ", ".join(cand.new) or "-",
@@ -36,6 +43,23 @@ def row(cand: Ranked) -> tuple[str, ...]:
         f"{_num(cand.loss_start)} -> {_num(cand.loss_end)}"
         + (_WORSE if cand.rank and cand.regressed else ""),
     )
+
+
+def fitted(rows: list[tuple[str, ...]], width: int) -> list[str]:
+    """The rows (header first, `row`'s layout) as lines of at most `width` characters
+    where the narrowest columns allow: each candidate's changes go on a line of their
+    own below it, indented under the remedy (none for an unchanged, unfailed baseline)."""
+    changes = [r[2] for r in rows]
+    cells = [r[:2] + r[3:] for r in rows]
+    widths = layout.column_widths(cells, _FIXED, width)
+    indent = " " * (widths[0] + len(layout.GAP))
+    lines = layout.render(cells[:1], widths)
+    for cells_i, change in zip(cells[1:], changes[1:]):
+        lines += layout.render([cells_i], widths)
+        if change != BASELINE.describe():
+            text = textwrap.wrap(f"changes: {change}", max(width - len(indent), 20))
+            lines += [indent + t for t in text]
+    return lines
 
 
 @dataclass
@@ -67,16 +91,16 @@ class FixResult:
         """The table's rows: the baseline first, then the ranking."""
         return [row(self.baseline)] + [row(c) for c in self.ranked]
 
-    def table(self) -> str:
-        """The ranked table as plain text, with the suggestions below it."""
-        rows = [_COLUMNS, *self.rows()]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    def table(self, width: int = WIDTH) -> str:
+        """The ranked table as plain text, lines of at most `width` characters (wrapped
+        cells, each candidate's changes on a line below it), the suggestions below."""
+        if isinstance(width, bool) or not isinstance(width, int) or width < 40:
+            raise ValueError(f"width={width!r} is not valid: must be an int >= 40")
         head = (
             f"targets: {', '.join(self.targets) or 'none'}; {self.settings.get('steps')} steps x "
             f"seeds {list(self.settings.get('seeds', []))}; loss = {self.settings.get('reference')}"
         )
-        out = [head, *lines]
+        out = [*textwrap.wrap(head, width), *fitted([_COLUMNS, *self.rows()], width)]
         if self.suggestions:
             out.append("suggested (not tried: the factory takes no such option):")
             out += [f"  {s}" for s in self.suggestions]
