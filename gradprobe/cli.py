@@ -505,15 +505,13 @@ FIX_REPORT_TOP = 3  # trials shown beside the baseline in the comparison report
 def _fix_report(result, out: Path) -> str:
     """Write out/report.html comparing the baseline with the top trials (first seed), or
     say why not."""
-    try:
-        from gradprobe.viz.report import write_report
-    except ImportError:
-        return "comparison report skipped: gradprobe.viz.report is not available"
+    from gradprobe.viz.report import write_report
+
     picks = [result.baseline, *result.ranked[:FIX_REPORT_TOP]]
     runs = [c.runs[0].run_dir for c in picks if c.runs and c.runs[0].run_dir]
     try:
         where = write_report(runs, out / "report.html", title="gradprobe fix: baseline vs remedies")
-    except (*_EXPECTED, ImportError) as err:
+    except _EXPECTED as err:
         return f"comparison report skipped: {_one_line(err)}"
     return f"comparison report: {where}"
 

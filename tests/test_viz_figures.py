@@ -8,8 +8,6 @@ model evaluated on the grid, np.searchsorted for histogram bins).
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -18,6 +16,7 @@ from torch import nn
 
 import gradprobe as gp
 from gradprobe import viz
+from gradprobe.viz.figures.histograms import hist_edges
 
 N_BINS = 162  # len(HIST_EDGES) + 1
 T = 7  # time steps of the synthetic recurrent layer
@@ -262,20 +261,14 @@ def test_grad_histograms_show_fractions_per_bin():
     assert images["hist:a"][0, 0] == pytest.approx(7 / 500)  # the exact zeros of step 0
 
 
-def test_grad_histograms_use_the_stats_edges_and_say_when_they_are_missing(monkeypatch):
+def test_grad_histograms_use_the_stats_edges():
     from gradprobe.stats.histogram import HIST_EDGES
 
     np.testing.assert_array_equal(HIST_EDGES, hist_edges_formula())
-    rec = synthetic(2)
-    monkeypatch.setitem(sys.modules, "gradprobe.stats.histogram", None)  # import fails
-    with pytest.raises(ImportError, match="needs gradprobe.stats.histogram.HIST_EDGES"):
-        viz.grad_histograms(rec)
-    assert "grad_histograms" not in viz.available(rec)
+    np.testing.assert_array_equal(hist_edges(), HIST_EDGES)
 
 
 def test_grad_histograms_of_a_real_run():
-    if "histograms" not in gp.watch.__code__.co_varnames:
-        pytest.skip("gp.watch has no histograms= yet (probe side of issue 5)")
     rec = real_run(histograms=True)
     counts = rec.series["grad_hist"]
     fig = viz.grad_histograms(rec, layers=["2"])

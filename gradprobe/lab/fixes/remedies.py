@@ -88,10 +88,8 @@ def _orthogonal(ctx: Context) -> Plan:
 def _critical(ctx: Context) -> Plan | None:
     if ctx.activation is None:  # no activation module the theory can name
         return None
-    try:  # written alongside this module; until it exists the remedy is left out
-        from gradprobe.theory import critical_init
-    except ImportError:
-        return None
+    from gradprobe.theory import critical_init
+
     try:
         sigma_w2 = float(critical_init(ctx.activation, bias_var=0.0))
     except ValueError:  # an activation the theory has no edge of chaos for

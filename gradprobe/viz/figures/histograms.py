@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib import colormaps, colors, ticker
 from matplotlib.figure import Figure
 
+from gradprobe.stats.histogram import HIST_EDGES
 from gradprobe.viz.figures.common import (
     FIGSIZE,
     finished,
@@ -35,14 +36,7 @@ NONFINITE_MARK = dict(marker="x", color="red", label="all |g| non-finite (none c
 
 
 def hist_edges() -> np.ndarray:
-    """HIST_EDGES from gradprobe.stats.histogram; ImportError saying so when it is missing."""
-    try:
-        from gradprobe.stats.histogram import HIST_EDGES
-    except ImportError as err:
-        raise ImportError(
-            "grad_histograms needs gradprobe.stats.histogram.HIST_EDGES (the histogram bin "
-            f"edges), which this installation lacks: {err}"
-        ) from err
+    """The recorded histograms' fixed bin edges, gradprobe.stats.histogram.HIST_EDGES."""
     return np.asarray(HIST_EDGES, dtype=np.float64)
 
 
