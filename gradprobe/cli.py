@@ -204,7 +204,9 @@ def _theory_section(rec: Record, console: Console) -> None:
 @app.command("predict")
 def predict_command(
     activation: Annotated[str, typer.Option(help="Hidden activation, e.g. tanh.")] = "tanh",
-    init: Annotated[str, typer.Option(help="Initialiser, e.g. glorot_normal.")] = "glorot_normal",
+    init: Annotated[
+        str, typer.Option(help="Initialiser, e.g. glorot_normal, or glorot / he / lecun.")
+    ] = "glorot_normal",
     depth: Annotated[int, typer.Option(help="Hidden layers (residual: blocks).")] = 50,
     width: Annotated[int, typer.Option(help="Units per hidden layer.")] = 256,
     bias_var: Annotated[
@@ -218,7 +220,10 @@ def predict_command(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
 ) -> None:
     """Mean-field prediction before training: per-layer q, chi, log-gain, and a verdict."""
+    from gradprobe.lab.init import INIT_ALIASES
     from gradprobe.lab.theory_spec import predict_config
+
+    init = INIT_ALIASES.get(init, init)
 
     try:
         pred = predict_config(

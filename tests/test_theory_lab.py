@@ -120,6 +120,21 @@ def test_cli_predict_prints_table_and_verdict(tmp_path):
     assert bad.exit_code == 2 and "is not one of: sigmoid, tanh" in bad.output
 
 
+def test_cli_predict_takes_designs_short_init_names(tmp_path):
+    # DESIGN.md: `gradprobe predict --activation tanh --init glorot --depth 50 --width 256`
+    def prediction(init: str) -> dict:
+        out = tmp_path / f"{init}.json"
+        args = ["predict", "--activation", "tanh", "--init", init, "--depth", "50",
+                "--width", "256", "--json", str(out)]  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text())
+
+    assert prediction("glorot") == prediction("glorot_normal")
+    assert prediction("he")["values"]["chi"] == prediction("he_normal")["values"]["chi"]
+    assert prediction("he")["values"]["chi"] != prediction("glorot")["values"]["chi"]
+
+
 def test_cli_diagnose_shows_predicted_vs_measured(lab_run):
     result = runner.invoke(app, ["diagnose", str(lab_run)])
     assert "log-gain per layer at init" in result.output

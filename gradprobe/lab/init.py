@@ -100,6 +100,18 @@ _SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, *_RECURRENT)
 _BIAS_MODES = ("zeros", "normal")
 
 
+# Short names for `gradprobe predict --init` (DESIGN.md writes `--init glorot`; torch calls
+# them xavier_* and kaiming_*): the normal variant, whose weight variance is the uniform
+# one's, which is all the theory reads. Experiments keep the full names, recorded as given.
+INIT_ALIASES = {
+    "glorot": "glorot_normal",
+    "xavier": "glorot_normal",
+    "he": "he_normal",
+    "kaiming": "he_normal",
+    "lecun": "lecun_normal",
+}
+
+
 def get_initialiser(name: str) -> Initialiser:
     """The `Initialiser` called `name`; ValueError listing `INITIALISERS` if unknown."""
     if not isinstance(name, str) or name not in _REGISTRY:
