@@ -27,29 +27,16 @@ from gradprobe.diagnose.thresholds import Thresholds
 from gradprobe.viz.report import _shared_ylim, write_report
 from gradprobe.viz.report_embed import svg_markup
 from gradprobe.viz.report_run import TABLE_QUANTITIES
+from tests.report_runs import train_run
 
 DEPTH, WIDTH, STEPS = 4, 8, 30
 
 
 def _train(run_dir: Path, activation: type, steps: int = STEPS, interrupt_at: int | None = None):
     """A deep MLP on random data with gp.watch writing `run_dir`; optionally Ctrl-C."""
-    torch.manual_seed(0)
-    layers = [m for _ in range(DEPTH) for m in (torch.nn.Linear(WIDTH, WIDTH), activation())]
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(WIDTH, 2))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    x, y = torch.randn(64, WIDTH), torch.randint(0, 2, (64,))
-    config = {"activation": activation.__name__, "depth": DEPTH}
     kwargs = {"detail_every": 1, "histograms": 5}  # every figure has its data
-    with gp.watch(model, opt, run_dir=run_dir, config=config, **kwargs) as probe:
-        for step in range(steps):
-            if step == interrupt_at:
-                raise KeyboardInterrupt
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            probe.log_loss(loss)
-    return run_dir
+    return train_run(run_dir, activation, steps=steps, interrupt_at=interrupt_at,
+                     depth=DEPTH, width=WIDTH, **kwargs)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

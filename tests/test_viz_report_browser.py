@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import gradprobe as gp
 from gradprobe.viz.report import write_report
+from tests.report_runs import train_run
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright (Python) is not installed: pip install playwright"
@@ -44,21 +44,7 @@ MEASURE = """() => ({
 
 
 def _train(run_dir: Path, activation: type, interrupt_at: int | None = None) -> Path:
-    torch.manual_seed(0)
-    layers = [m for _ in range(4) for m in (torch.nn.Linear(8, 8), activation())]
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(8, 2))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    x, y = torch.randn(32, 8), torch.randint(0, 2, (32,))
-    with gp.watch(model, opt, run_dir=run_dir, config={"activation": activation.__name__}) as p:
-        for step in range(20):
-            if step == interrupt_at:
-                raise KeyboardInterrupt
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            p.log_loss(loss)
-    return run_dir
+    return train_run(run_dir, activation, steps=20, interrupt_at=interrupt_at, batch=32)
 
 
 @pytest.fixture(scope="module")

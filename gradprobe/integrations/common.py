@@ -197,6 +197,22 @@ class ProbeOwner:
     def _restore(self) -> None:
         """Undo unscale_before_step (replaced per instance when it changed something)."""
 
+    def _attach(
+        self,
+        model: nn.Module,
+        optimizer: Any,
+        run_dir: str | Path | None,
+        options: dict[str, Any],
+        *,
+        writer: bool,
+        scaler: Any,
+    ) -> Probe:
+        """`attach` the probe, make `scaler` unscale before the step, reset the counts."""
+        self.probe = attach(model, optimizer, run_dir, options, writer=writer, scaler=scaler)
+        self._restore = unscale_before_step(real_optimizer(optimizer), scaler)
+        self._attempted, self._first_step, self._discarded = 0, self.probe.step_count, 0
+        return self.probe
+
     def _release(self) -> None:
         """Hand back what the callback changed in the framework (before the probe closes)."""
         self._restore()

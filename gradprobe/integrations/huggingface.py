@@ -34,12 +34,9 @@ from torch import nn
 
 from gradprobe.integrations.common import (
     ProbeOwner,
-    attach,
     check_watch_options,
     discard_if_skipped,
-    real_optimizer,
     scalar_loss,
-    unscale_before_step,
 )
 from gradprobe.probe.probe import Probe, status_of
 
@@ -92,7 +89,7 @@ class GradprobeTrainerCallback(ProbeOwner, transformers.TrainerCallback):
             )
         # accelerate's AcceleratedOptimizer holds the GradScaler of fp16 training
         scaler = getattr(optimizer, "scaler", None)
-        self.probe = attach(
+        self._attach(
             model,
             optimizer,
             self.resolve_run_dir(args),
@@ -100,8 +97,6 @@ class GradprobeTrainerCallback(ProbeOwner, transformers.TrainerCallback):
             writer=state.is_world_process_zero,
             scaler=scaler,
         )
-        self._restore = unscale_before_step(real_optimizer(optimizer), scaler)
-        self._attempted, self._first_step, self._discarded = 0, self.probe.step_count, 0
         self.probe.annotate(
             framework=f"transformers {transformers.__version__}",
             gradient_accumulation_steps=args.gradient_accumulation_steps,

@@ -25,12 +25,9 @@ import lightning.pytorch as pl
 
 from gradprobe.integrations.common import (
     ProbeOwner,
-    attach,
     check_watch_options,
     discard_if_skipped,
-    real_optimizer,
     scalar_loss,
-    unscale_before_step,
 )
 from gradprobe.probe.probe import Probe, status_of
 
@@ -86,7 +83,7 @@ class GradprobeCallback(ProbeOwner, pl.Callback):
             )
         optimizer = optimizers[self.optimizer_index]
         scaler = getattr(trainer.precision_plugin, "scaler", None)
-        self.probe = attach(
+        self._attach(
             pl_module,
             optimizer,
             self.resolve_run_dir(trainer),
@@ -94,8 +91,6 @@ class GradprobeCallback(ProbeOwner, pl.Callback):
             writer=trainer.is_global_zero,
             scaler=scaler,
         )
-        self._restore = unscale_before_step(real_optimizer(optimizer), scaler)
-        self._attempted, self._first_step, self._discarded = 0, self.probe.step_count, 0
         self.probe.annotate(
             framework=f"lightning {pl.__version__}",
             precision=str(trainer.precision),
