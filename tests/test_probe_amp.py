@@ -15,8 +15,6 @@ process again.
 from __future__ import annotations
 
 import math
-import os
-import pickle
 
 import numpy as np
 import pytest
@@ -26,7 +24,7 @@ from torch import nn
 
 import gradprobe as gp
 from gradprobe.stats.quantities import LAYER_QUANTITIES
-from tests.test_probe_distributed import WORLD, free_port, init, spawn
+from tests.test_probe_distributed import gather, init, save_rank
 from tests.test_probe_sync import host_reads  # noqa: F401 (a fixture)
 
 STEPS, MICRO, BLOWN = 6, 2, 2  # 6 iterations of 2 micro-batches; iteration 2 overflows
@@ -115,16 +113,13 @@ def ddp_worker(rank: int, port: int, tmp: str) -> None:
     try:
         part = slice(rank * 2, rank * 2 + 2)  # half of each batch of 4
         rec = train(True, blown=BLOWN, part=part, wrap=nn.parallel.DistributedDataParallel)
-        with open(os.path.join(tmp, f"rank{rank}.pkl"), "wb") as f:
-            pickle.dump({"summary": summary(rec), "steps": list(rec.steps)}, f)
+        save_rank(tmp, rank, {"summary": summary(rec), "steps": list(rec.steps)})
     finally:
         dist.destroy_process_group()
 
 
 def test_ddp_skipped_step_and_scaled_deltas(oracle, tmp_path):
-    spawn(ddp_worker, free_port(), str(tmp_path))
-    for r in range(WORLD):
-        got = pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes())
+    for got in gather(ddp_worker, tmp_path):
         assert got["steps"] == list(range(STEPS - 1))
         for name, want in summary(oracle).items():
             np.testing.assert_allclose(got["summary"][name], want, rtol=1e-5, err_msg=name)

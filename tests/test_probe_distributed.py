@@ -15,6 +15,7 @@ import os
 import pickle
 import socket
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,6 +48,18 @@ def spawn(worker, *args) -> None:
         ["torch", "torch._dynamo", "torch.distributed.fsdp", "gradprobe", __name__]
     )
     mp.start_processes(worker, args=args, nprocs=WORLD, join=True, start_method="forkserver")
+
+
+def save_rank(tmp: str, rank: int, out) -> None:
+    """A worker's result, for `gather` to read back in the test process."""
+    with open(os.path.join(tmp, f"rank{rank}.pkl"), "wb") as f:
+        pickle.dump(out, f)
+
+
+def gather(worker, tmp) -> list:
+    """Run worker(rank, port, str(tmp)) on WORLD ranks; each rank's `save_rank` result."""
+    spawn(worker, free_port(), str(tmp))
+    return [pickle.loads((Path(tmp) / f"rank{r}.pkl").read_bytes()) for r in range(WORLD)]
 
 
 def init(rank: int, port: int) -> None:
@@ -151,8 +164,7 @@ def ddp_worker(rank: int, port: int, tmp: str) -> None:
             loop(ddp, opt, probe, part, 1)  # the first step: layer order, caches
             out["reads"] = count_host_reads(lambda: loop(ddp, opt, probe, part, 4))
         out["resumed"] = list(probe.record().steps)
-        with open(os.path.join(tmp, f"rank{rank}.pkl"), "wb") as f:
-            pickle.dump(out, f)
+        save_rank(tmp, rank, out)
     finally:
         dist.destroy_process_group()
 
@@ -161,8 +173,7 @@ def ddp_worker(rank: int, port: int, tmp: str) -> None:
 def ddp_run(tmp_path_factory):
     """(tmp dir, per-rank summaries) of one 2-rank DDP run."""
     tmp = tmp_path_factory.mktemp("ddp")
-    spawn(ddp_worker, free_port(), str(tmp))
-    return tmp, [pickle.loads((tmp / f"rank{r}.pkl").read_bytes()) for r in range(WORLD)]
+    return tmp, gather(ddp_worker, tmp)
 
 
 def test_ddp_record_equals_one_process_on_the_global_batch(ddp_run):

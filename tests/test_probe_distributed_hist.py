@@ -11,9 +11,6 @@ the steps without one (histograms=2 over 4 steps, flushes of 3 steps).
 
 from __future__ import annotations
 
-import os
-import pickle
-
 import numpy as np
 import pytest
 import torch
@@ -22,7 +19,7 @@ from torch import nn
 
 import gradprobe as gp
 from gradprobe.stats.histogram import N_BINS
-from tests.test_probe_distributed import WORLD, free_port, init, spawn
+from tests.test_probe_distributed import WORLD, gather, init, save_rank
 from tests.test_probe_distributed_shard import mlp
 
 BATCH, STEPS = 8, 4
@@ -57,17 +54,14 @@ def worker(rank: int, port: int, tmp: str) -> None:
         out["fsdp"] = train(model, part)
         # what this rank alone would count: its shards of the last step's gradients
         out["shard_elements"] = [int(layer.weight.grad.to_local().numel()) for layer in model[::2]]
-        with open(os.path.join(tmp, f"rank{rank}.pkl"), "wb") as f:
-            pickle.dump(out, f)
+        save_rank(tmp, rank, out)
     finally:
         dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
-    tmp = tmp_path_factory.mktemp("hist")
-    spawn(worker, free_port(), str(tmp))
-    return [pickle.loads((tmp / f"rank{r}.pkl").read_bytes()) for r in range(WORLD)]
+    return gather(worker, tmp_path_factory.mktemp("hist"))
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,6 @@ counts once, not once per rank, next to a Shard(0) bias.
 
 from __future__ import annotations
 
-import os
-import pickle
-
 import numpy as np
 import pytest
 import torch
@@ -19,7 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 import gradprobe as gp
-from tests.test_probe_distributed import WORLD, free_port, init, spawn
+from tests.test_probe_distributed import WORLD, gather, init, save_rank
 
 BATCH, STEPS = 8, 3
 COMPARED = (
@@ -105,17 +102,14 @@ def worker(rank: int, port: int, tmp: str) -> None:
         # the last step's gradient shard of the first layer: what a per-rank norm would say
         out["shard_norm"] = float(model[0].weight.grad.to_local().norm())
         out["by_hand"] = by_hand(rank)
-        with open(os.path.join(tmp, f"rank{rank}.pkl"), "wb") as f:
-            pickle.dump(out, f)
+        save_rank(tmp, rank, out)
     finally:
         dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
-    tmp = tmp_path_factory.mktemp("fsdp")
-    spawn(worker, free_port(), str(tmp))
-    return [pickle.loads((tmp / f"rank{r}.pkl").read_bytes()) for r in range(WORLD)]
+    return gather(worker, tmp_path_factory.mktemp("fsdp"))
 
 
 def test_fsdp2_record_equals_the_unsharded_model(ranks):
