@@ -33,6 +33,9 @@ _EXPORTS = {name: "gradprobe.viz.figures" for name in FIGURES}
 _EXPORTS["write_report"] = "gradprobe.viz.report"  # issue 5: `write_report(...)` in Python
 # issue 7: takes a theory Comparison, not a Record, so it is not one of FIGURES
 _EXPORTS["predicted_vs_measured"] = "gradprobe.viz.figures.theory"
+# issue 6: take a Reproduction (published figures beside ours), not a Record
+_EXPORTS["published_vs_ours"] = "gradprobe.viz.figures.published"
+_EXPORTS["write_reproduction_report"] = "gradprobe.viz.report_reproduce"
 
 if TYPE_CHECKING:
     from gradprobe.viz.figures import (
@@ -48,8 +51,10 @@ if TYPE_CHECKING:
         training_curves,
         weight_change,
     )
+    from gradprobe.viz.figures.published import published_vs_ours
     from gradprobe.viz.figures.theory import predicted_vs_measured
     from gradprobe.viz.report import write_report
+    from gradprobe.viz.report_reproduce import write_reproduction_report
 
 __all__ = [
     "activation_health",
@@ -58,6 +63,7 @@ __all__ = [
     "grad_histograms",
     "gradient_flow",
     "predicted_vs_measured",
+    "published_vs_ours",
     "speed_bars",
     "speed_heatmap",
     "speed_lines",
@@ -65,6 +71,7 @@ __all__ = [
     "training_curves",
     "weight_change",
     "write_report",
+    "write_reproduction_report",
 ]
 
 

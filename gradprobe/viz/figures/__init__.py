@@ -13,6 +13,7 @@ from gradprobe.viz.figures.flow import gradient_flow
 from gradprobe.viz.figures.health import activation_health
 from gradprobe.viz.figures.heatmap import speed_heatmap
 from gradprobe.viz.figures.histograms import grad_histograms
+from gradprobe.viz.figures.published import published_vs_ours
 from gradprobe.viz.figures.speed import speed_bars, speed_lines
 from gradprobe.viz.figures.surface import decision_surface
 from gradprobe.viz.figures.through_time import through_time
@@ -24,6 +25,7 @@ __all__ = [
     "decision_surface",
     "grad_histograms",
     "gradient_flow",
+    "published_vs_ours",
     "speed_bars",
     "speed_heatmap",
     "speed_lines",
