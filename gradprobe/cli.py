@@ -595,6 +595,16 @@ def data_fetch(
     typer.echo(f"mnist: the four files are in {where}")
 
 
+# -- reproduce (its own module: gradprobe/cli_reproduce.py)
+def _register_reproduce() -> None:
+    from gradprobe.cli_reproduce import reproduce_command
+
+    app.command("reproduce")(reproduce_command)
+
+
+_register_reproduce()
+
+
 def main() -> None:
     """Entry point of the `gradprobe` script and `python -m gradprobe`."""
     app()
