@@ -174,7 +174,7 @@ def _facts(data: dict[str, Any]) -> list[tuple[str, str]]:
     facts = [
         ("experiment", str(data["name"])),
         ("seeds", _seeds_text(data["seeds"])),
-        ("run", "full (the original's sizes)" if data.get("full") else "default (shortened)"),
+        ("run", "full (--full)" if data.get("full") else "default (see its settings)"),
     ]
     if data.get("elapsed_s"):
         facts.append(("wall time", f"{float(data['elapsed_s']):.1f} s"))
