@@ -4,7 +4,8 @@ Read from the autograd graph of one forward pass (see graph.py), so they see wha
 code does, whether the softmax is an nn.Softmax module or a call inside forward:
 
 - lint_mse_for_classification: a quadratic loss on class targets over a sigmoid / softmax
-  output; the output delta carries the factor sigma'(z) (Nielsen ch. 3);
+  output, the torch op or one written out (1/(1+exp(-z)), exp(z)/sum exp(z)); the output
+  delta carries the factor sigma'(z) (Nielsen ch. 3);
 - lint_double_softmax: a softmax fed to cross-entropy, which applies log_softmax itself;
 - lint_unstable_log_softmax: log(softmax(z)) or log(sigmoid(z)), -inf once it underflows.
 """
@@ -123,6 +124,33 @@ def quadratic_terms(graph: Graph) -> list[tuple[Any, list[Any]]]:
     return found
 
 
+def _over_exp(node: Any, op: str) -> bool:
+    """True when `node` is an `op` (Add, Sum) with an exp among its direct inputs."""
+    node = through_values(node)
+    return op_name(node) == op and any(op_name(through_values(c)) == "Exp" for c in inputs_of(node))
+
+
+def squashing(node: Any) -> tuple[str | None, Any, bool]:
+    """(the squashing op "Sigmoid" / "Softmax" or None, its node, whether written out):
+    a torch op, or 1/(1+exp(-z)) (Reciprocal over Add over Exp, maybe under a Mul by 1.0),
+    exp(z)/(1+exp(z)) (Div over Exp and Add) or exp(z)/sum(exp(z)) (Div over Exp and Sum)."""
+    if op_name(node) in SQUASHING:
+        return op_name(node), node, False
+    if op_name(node) == "Mul" and len(inputs_of(node)) == 1:  # 1.0 / t is 1.0 * reciprocal(t)
+        node = through_values(inputs_of(node)[0])
+    kind = None
+    if op_name(node) == "Reciprocal":
+        kind = "Sigmoid" if _over_exp(inputs_of(node)[0], "Add") else None
+    elif op_name(node) == "Div" and node.next_functions[1][0] is not None:
+        numerator, denominator = (child for child, _ in node.next_functions[:2])
+        exp_numerator = numerator is not None and op_name(through_values(numerator)) == "Exp"
+        if _over_exp(denominator, "Add") and (numerator is None or exp_numerator):
+            kind = "Sigmoid"
+        elif exp_numerator and _over_exp(denominator, "Sum"):
+            kind = "Softmax"
+    return kind, node, kind is not None
+
+
 def _mean_derivative(node: Any) -> float | None:
     """Mean sigma'(z) = a (1 - a) of a sigmoid / softmax node's saved output, if kept."""
     try:
@@ -140,14 +168,15 @@ def lint_mse_for_classification(
     if kind is None:
         return []
     hits = [
-        (loss_node, squash)
+        (loss_node, *squashing(term))
         for loss_node, terms in quadratic_terms(graph)
-        for squash in map(through_values, terms)
-        if op_name(squash) in SQUASHING
+        for term in map(through_values, terms)
+        if squashing(term)[0] is not None
     ]
     if not hits:
         return []
-    loss_node, squash = hits[0]
+    loss_node, op, squash, by_hand = hits[0]
+    output = "written-out " * by_hand + op.lower()
     derivative = _mean_derivative(squash)
     shown = "" if derivative is None else f", mean sigma'(z) = {derivative:.3g} (at most 0.25)"
     return [
@@ -159,11 +188,12 @@ def lint_mse_for_classification(
             evidence={
                 "loss_op": loss_node.name(),
                 "output_op": squash.name(),
+                "written_out": by_hand,
                 "target": kind,
                 "mean_output_derivative": derivative,
             },
             cause=(
-                f"a quadratic loss on {kind} over a {op_name(squash).lower()} output: the "
+                f"a quadratic loss on {kind} over a {output} output: the "
                 "output error is delta^L = (a - y) * sigma'(z^L), and sigma'(z) vanishes "
                 "where the output saturates, so a confidently wrong unit learns slowest "
                 "(Nielsen, Neural Networks and Deep Learning, ch. 3, the learning slowdown)"
@@ -172,8 +202,10 @@ def lint_mse_for_classification(
                 "use cross-entropy on the logits: nn.CrossEntropyLoss / F.cross_entropy for "
                 "class labels (drop the softmax), nn.BCEWithLogitsLoss for binary or "
                 "multi-label targets (drop the sigmoid); delta^L is then a - y"
+                + (f" (a written-out {op.lower()} also overflows exp)" if by_hand else "")
             ),
-            summary=f"{loss_node.name()} over {squash.name()} on {kind}{shown}",
+            summary=f"{loss_node.name()} over {squash.name()}{by_hand * ' (by hand)'} "
+            f"on {kind}{shown}",
         )
     ]
 

@@ -57,6 +57,12 @@ class Thresholds:
     # Growth of the loss or gradient norm before a NaN that names a too-large learning
     # rate: an order of magnitude is a run diverging, not one operation overflowing.
     growth_before_nonfinite: float = 10.0
+    # A backward NaN after a finite forward whose smallest |activation| fell below 1e-30
+    # is read as an exp overflow (a hand-written sigmoid 1/(1+exp(-z)) is exp(z) in its
+    # tail and exactly 0 once exp(-z) = inf: z < -88.72 in float32, where it reaches 3e-39,
+    # -709.78 in float64, 1e-308; the backward then forms 0 x inf). Benchmark: healthy
+    # nets keep it at 1.6e-10 or above; the nan reproduction's NaN run reached 1.8e-296.
+    tiny_activation: float = 1e-30
 
     # -- loss -----------------------------------------------------------------------
     # The loss at the start: the median of the first 3 logged losses (one odd batch

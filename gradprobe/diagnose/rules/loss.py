@@ -14,6 +14,7 @@ import numpy as np
 from gradprobe.diagnose.finding import Finding
 from gradprobe.diagnose.rules.cause import CLIP_FIX
 from gradprobe.diagnose.rules.common import fmt, healthy_rows, nanmedian
+from gradprobe.diagnose.rules.update import find_stall
 from gradprobe.diagnose.thresholds import Thresholds
 from gradprobe.record.record import Record
 
@@ -85,23 +86,32 @@ def plateau_rule(rec: Record, th: Thresholds) -> list[Finding]:
         f"loss {fmt(late)} ({fmt(start)} at the start), {-change:+.1%} over the last "
         f"{len(loss) - 3 * n} logged steps"
     )
-    cause, fix = _plateau_cause(best, th)
+    cause, fix, why = _plateau_cause(rec, best, th)
+    evidence.update(why)
     span = [int(s) for s in steps[-2 * n :]]
     return [Finding("loss_plateau", [], span, "warning", evidence, cause, fix, summary=summary)]
 
 
-def _plateau_cause(best: float, th: Thresholds) -> tuple[str, str]:
+def _plateau_cause(rec: Record, best: float, th: Thresholds) -> tuple[str, str, dict]:
+    """Cause, fix and the stall's evidence (empty unless the steps stalled)."""
+    # tiny steps after an oversized first one, or under saturated units, are no call for a
+    # larger learning rate (update.find_stall)
+    stall = find_stall(rec, th) if best < th.plateau_update else None
+    if stall is not None:
+        return (*stall.explain(), stall.evidence())
     if best < th.plateau_update:
         return (
             f"too small a learning rate: even the best-fed layer moves by {fmt(best)} of its "
             "norm per step (CS231n: ~1e-3 is healthy)",
             f"raise the learning rate by {fmt(1e-3 / best) if best > 0 else '10'}x",
+            {},
         )
     return (
         "the gradient does not move the loss although the steps are not small: it does "
         "not reach the layers (vanishing), the units are saturated or dead, or the model "
         "is stuck at predicting the class frequencies",
         "see the other findings; if there are none, try Adam (lr 1e-3) and check the labels",
+        {},
     )
 
 

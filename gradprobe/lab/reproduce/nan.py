@@ -186,6 +186,25 @@ def _fix_check(claim: str, broken: list[NanRun], fixes: dict[str, list[NanRun]])
     return Check("fix-learns", claim, holds, "; ".join(parts) + " (means over seeds)")
 
 
+def _advice_notes(broken: NanRun) -> list[str]:
+    """What gp.diagnose advises on the broken run's tiny later updates, as its findings say."""
+    larger = [f.kind for f in broken.findings if "raise the learning rate" in f.fix]
+    if larger:
+        return [
+            f"gp.diagnose also reports {', '.join(larger)} on the broken run and advises a larger "
+            "learning rate: read from the median update, it misses that the first update was "
+            "too large and saturated the outputs (update ratios above)."
+        ]
+    first = [f.kind for f in broken.findings if f.cause.startswith("too large a first step")]
+    if not first:
+        return []
+    return [
+        f"gp.diagnose reads the stall as the first update's doing ({', '.join(first)}): the "
+        "tiny updates after it come from the saturated outputs, so it advises a smaller "
+        "learning rate and a logits-based loss, not a larger learning rate."
+    ]
+
+
 def _notes(runs: dict[str, list[NanRun]], rows, checks, sizes: dict) -> list[str]:
     broken, nan_run, small = runs["broken"][0], runs["broken-nan"][0], runs["fix-small-lr"][0]
     amin = np.log10(np.nanmin(np.asarray(broken.record["abs_min_nonzero"]), axis=1))
@@ -217,13 +236,7 @@ def _notes(runs: dict[str, list[NanRun]], rows, checks, sizes: dict) -> list[str
         f"--full one epoch of Nielsen's {FULL['n_train']} ({FULL['steps']} steps), evaluated on "
         f"all {FULL['n_val']} validation images.",
     ]
-    advice = [f.kind for f in broken.findings if f.kind in ("update_too_small", "loss_plateau")]
-    if advice:
-        notes.append(
-            f"gp.diagnose also reports {', '.join(advice)} on the broken run and advises a larger "
-            "learning rate: read from the median update, it misses that the first update was "
-            "too large and saturated the outputs (update ratios above)."
-        )
+    notes += _advice_notes(broken)
     hand = [f.kind for f in checks["hand"][1].findings]
     if "lint_mse_for_classification" not in hand:
         notes.append(
