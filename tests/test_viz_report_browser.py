@@ -15,32 +15,16 @@ import pytest
 import torch
 
 from gradprobe.viz.report import write_report
+from tests.browser import ARGS, CHROMIUM, measure_script
 from tests.report_runs import train_run
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright (Python) is not installed: pip install playwright"
 )
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.is_file(), reason="Debian's chromium is not at /usr/bin/chromium (apt install)"
 )
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# What the page reports about its images and inline SVGs once loaded.
-MEASURE = """() => ({
-  images: [...document.images].map(i => ({complete: i.complete, width: i.naturalWidth})),
-  svgs: [...document.querySelectorAll('svg')].map(s => {
-    const r = s.getBoundingClientRect(); return {width: r.width, height: r.height};
-  }),
-  banners: [...document.querySelectorAll('[data-status]')].map(b => b.dataset.status),
-})"""
+MEASURE = measure_script("status")  # what the page reports once loaded
 
 
 def _train(run_dir: Path, activation: type, interrupt_at: int | None = None) -> Path:

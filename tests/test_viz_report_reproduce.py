@@ -23,6 +23,7 @@ from gradprobe.lab.reproduce import Check, Reproduction, Row, Section, published
 from gradprobe.viz.figures import published_vs_ours
 from gradprobe.viz.figures.published import AGREE, DIFFER
 from gradprobe.viz.report_reproduce import write_reproduction_report
+from tests.browser import ARGS, CHROMIUM, measure_script
 from tests.report_runs import train_run
 
 EVIL = "<script>alert(1)</script>"
@@ -403,23 +404,7 @@ def test_written_atomically(page):
 
 # ---- in a real browser: headless Chromium (Debian's) driven by Playwright
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-MEASURE = """() => ({
-  images: [...document.images].map(i => ({complete: i.complete, width: i.naturalWidth})),
-  svgs: [...document.querySelectorAll('svg')].map(s => {
-    const r = s.getBoundingClientRect(); return {width: r.width, height: r.height};
-  }),
-  banners: [...document.querySelectorAll('[data-banner]')].map(b => b.dataset.banner),
-})"""
+MEASURE = measure_script("banner")
 
 
 def test_page_renders_in_chromium(page, tmp_path):
