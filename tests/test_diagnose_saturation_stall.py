@@ -81,6 +81,22 @@ def test_saturation_after_a_large_first_update_names_the_first_step():
     assert plateau.evidence["first_update"]["step"] == 0
 
 
+def test_saturation_after_the_first_update_blames_that_update_not_the_init():
+    sat = by_kind(record())["saturation"]
+    assert sat.cause.startswith("the update at step 0 rewrote 98% of fc3's weights")
+    assert "0% were saturated" in sat.cause and sat.fix.startswith("lower the learning rate")
+    assert (sat.evidence["jump_step"], sat.evidence["jump_ratio"]) == (0, 0.978)
+    # Saturated from the first step on: the initialisation (or the inputs) is the cause.
+    rec = record()
+    rec_values = {q: rec[q].copy() for q in ("delta_norm", "update_ratio", "grad_norm")}
+    rec_values["saturated_frac"] = np.array([SATURATED] * N, dtype=np.float64)
+    at_init = Record(
+        LAYERS, np.arange(N), rec_values, step_values={"loss": rec.loss}, layer_info=rec.layer_info
+    )
+    sat = by_kind(at_init)["saturation"]
+    assert sat.cause.startswith("pre-activations too large") and "jump_step" not in sat.evidence
+
+
 def test_a_plain_too_small_learning_rate_still_says_raise_it():
     found = by_kind(record(first_ratio=LATER_RATIO, later_sat=[0.0, 0.0, 0.0]))
     assert sorted(raises_lr(found)) == ["loss_plateau", "update_too_small"]

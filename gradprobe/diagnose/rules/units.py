@@ -7,6 +7,8 @@ die or saturate during training as often as at init), and the worse window is re
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from gradprobe.diagnose.finding import Finding
@@ -56,8 +58,39 @@ def units_rule(rec: Record, th: Thresholds) -> list[Finding]:
         hit = np.flatnonzero(eligible & (frac > getattr(th, warn)))
         if hit.size:
             severe = bool((frac[hit] > getattr(th, error)).any())
-            findings.append(_finding(rec, kind, hit, frac, rows, severe, kinds))
+            finding = _finding(rec, kind, hit, frac, rows, severe, kinds)
+            if kind == "saturation":
+                finding = _after_jump(rec, th, finding, hit, getattr(th, warn)) or finding
+            findings.append(finding)
     return findings
+
+
+def _after_jump(rec: Record, th: Thresholds, finding: Finding, cols, warn: float):
+    """The saturation finding retold when the units were healthy at the first measured
+    step and saturated after an oversized early update (update_ratio >= update_large, then
+    a stall: `find_stall`); None when that is not what happened."""
+    from gradprobe.diagnose.rules.update import find_stall  # update imports this module
+
+    measured = measured_rows(rec["saturated_frac"], healthy_rows(rec))
+    if measured.size == 0:
+        return None
+    first = np.nan_to_num(rec["saturated_frac"][measured[0], cols], nan=0.0)
+    stall = None if (first > warn).any() else find_stall(rec, th)
+    if stall is None or stall.jump_step is None:
+        return None
+    cause = (
+        f"the update at step {stall.jump_step} rewrote {stall.jump_ratio:.0%} of "
+        f"{stall.jump_layer}'s weights (||dW||/||W|| = {stall.jump_ratio:.2g}) and pushed the "
+        f"units into their flat tails; at the first measured step {first.max():.0%} were "
+        "saturated, so the initialisation is not the cause"
+    )
+    fix = (
+        "lower the learning rate (or warm it up) so no step rewrites a large share of the "
+        "weights; use cross-entropy on the logits instead of a quadratic cost on a sigmoid/"
+        "softmax, or ReLU with He init"
+    )
+    evidence = {**finding.evidence, "jump_step": stall.jump_step, "jump_ratio": stall.jump_ratio}
+    return dataclasses.replace(finding, evidence=evidence, cause=cause, fix=fix)
 
 
 def _finding(rec, kind, cols, frac, rows, severe, kinds) -> Finding:
