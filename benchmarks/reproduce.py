@@ -31,6 +31,12 @@ def _num(x) -> str:
     return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.2e}"
 
 
+def _seeds(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return f"1 seed ({seeds[0]})"
+    return f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]})"
+
+
 def markdown(doc: dict, command: str) -> str:
     """One experiment's section: header, table, claims, notes, command and time."""
     seeds = doc["seeds"]
@@ -39,8 +45,8 @@ def markdown(doc: dict, command: str) -> str:
         "",
         f"Source: {doc['source']}" + (f" <{doc['url']}>" if doc["url"] else ""),
         "",
-        f"`{command}` — {'full' if doc['full'] else 'default'} run, {len(seeds)} seeds "
-        f"({seeds[0]}..{seeds[-1]}), {doc['elapsed_s']:.0f} s wall, "
+        f"`{command}` — {'full' if doc['full'] else 'default'} run, {_seeds(seeds)}, "
+        f"{doc['elapsed_s']:.0f} s wall, "
         f"{datetime.date.today().isoformat()}, OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}.",
         "",
