@@ -25,7 +25,6 @@ from gradprobe.diagnose.gradcheck import gradcheck
 from gradprobe.lab.losses import make_loss
 from gradprobe.lab.reproduce.nan_parts import (
     DEPTH,
-    NAN_LR,
     NIELSEN_BATCH,
     NIELSEN_LR,
     VARIANTS,
@@ -36,6 +35,7 @@ from gradprobe.lab.reproduce.nan_parts import (
     make_network,
     train_variant,
 )
+from gradprobe.lab.reproduce.nan_sweep import SWEEP_BATCHES, SWEEP_LRS, SWEEP_STEPS, lr_at, sweep
 from gradprobe.lab.reproduce.published import published
 from gradprobe.lab.reproduce.result import Check, Reproduction, Row, Section
 
@@ -48,11 +48,6 @@ FULL_SEEDS = 2
 # Sizes: training images, validation images, SGD steps, steps between evaluations.
 DEFAULT = {"n_train": 3_000, "n_val": 1_000, "steps": 300, "eval_every": 50}  # one epoch
 FULL = {"n_train": 50_000, "n_val": 10_000, "steps": 5_000, "eval_every": 1_000}  # Nielsen's
-SWEEP_LRS = (NIELSEN_LR, 10.0, NAN_LR)  # Nielsen's eta, ~3x and 10x it
-SWEEP_BATCHES = (NIELSEN_BATCH, 100)  # Nielsen's batch and ten times it
-# The tail of the activations is set by the first update and flat after it (our runs:
-# log10 min |a| moves < 0.1 decade from step 1 to step 300), so 10 steps measure it.
-SWEEP_STEPS = 10
 # 1e-100 is an order of magnitude from a run whose eta, batch and step are not given; we
 # call ours the same regime within 20 decades (a factor 1e20), a fifteenth of the ~290
 # decades between float64's epsilon (1e-16) and its smallest normal number (1e-308).
@@ -60,42 +55,6 @@ TOLERANCE_DECADES = 20.0
 STALL_ACCURACY = 0.2  # twice the 10% of guessing among 10 digits: no learning to speak of
 GRADCHECK_N, CHECK_N = 10, 100  # images in gp.gradcheck's and gp.check's batch
 EDGE = 20  # batch losses averaged at the start and at the end of a run
-
-
-def _sweep_row(r: NanRun) -> dict:
-    """One run of the sweep as a table row."""
-    bad = r.record.first_nonfinite()
-    where = "none" if bad is None else f"step {bad['step']}, {bad['layer']} ({bad['where']})"
-    return {
-        "logistic": "nn.Sigmoid" if r.variant.logistic == "torch" else "1/(1+exp(-z))",
-        "eta": r.variant.lr,
-        "batch": r.variant.batch_size,
-        "log10 min |a|": round(r.log10_min_activation, 1),
-        "first NaN/Inf": where,
-        "last loss": round(float(r.finite_loss[-1]), 4),
-    }
-
-
-def sweep(split: Split, *, seed: int, lrs=SWEEP_LRS, batch_sizes=SWEEP_BATCHES,
-          steps: int = SWEEP_STEPS, width: int = WIDTH, depth: int = DEPTH) -> tuple:  # fmt: skip
-    """The broken network with nn.Sigmoid and with the hand-written logistic at every
-    (lr, batch size), every step measured: one table row each (`_sweep_row`)."""
-    grid = itertools.product(("torch", "hand"), lrs, batch_sizes)
-    variants = [replace(VARIANTS["broken"], logistic=g, lr=lr, batch_size=b) for g, lr, b in grid]
-    kw = {"seed": seed, "steps": steps, "width": width, "depth": depth, "detail_every": 1}
-    return tuple(_sweep_row(train_variant(v, split, **kw)) for v in variants)
-
-
-def lr_at(rows: Sequence[dict], log10_target: float, batch: int = NIELSEN_BATCH) -> float:
-    """The eta at which nn.Sigmoid's smallest activation reaches 10^log10_target at
-    `batch`, interpolated linearly in log10 between the sweep's rows; NaN outside them."""
-    pts = sorted((r["eta"], r["log10 min |a|"]) for r in rows
-                 if r["logistic"] == "nn.Sigmoid" and r["batch"] == batch
-                 and r["first NaN/Inf"] == "none" and r["log10 min |a|"] > -math.inf)  # fmt: skip
-    if len(pts) < 2 or not pts[-1][1] <= log10_target <= pts[0][1]:
-        return math.nan
-    etas, logs = zip(*pts)
-    return float(np.interp(-log10_target, [-v for v in logs], etas))
 
 
 def code_checks(split: Split, *, seed: int, width: int = WIDTH, depth: int = DEPTH) -> dict:

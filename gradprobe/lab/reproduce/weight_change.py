@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from gradprobe.lab.reproduce.published import published
-from gradprobe.lab.reproduce.result import K_SD, Check, Reproduction, Section
+from gradprobe.lab.reproduce.result import Check, Reproduction, Section
+from gradprobe.lab.reproduce.row import K_SD
 from gradprobe.lab.reproduce.weight_change_parts import (
     BATCH_SIZE,
     EPOCHS,
