@@ -166,7 +166,10 @@ def _advice_notes(broken: NanRun) -> list[str]:
 
 def _notes(runs: dict[str, list[NanRun]], rows, checks, sizes: dict) -> list[str]:
     broken, nan_run, small = runs["broken"][0], runs["broken-nan"][0], runs["fix-small-lr"][0]
-    amin = np.log10(np.nanmin(np.asarray(broken.record["abs_min_nonzero"]), axis=1))
+    smallest = np.asarray(broken.record["abs_min_nonzero"])
+    measured = np.isfinite(smallest).any(axis=1)  # detail steps only: others are all NaN
+    amin = np.log10(np.nanmin(smallest[measured], axis=1))
+    at = broken.record.steps[measured]
     ratio = ", ".join(f"{x:.2g}" for x in np.asarray(broken.record["update_ratio"])[0])
     notes = [
         "The question shows its backward pass only: no loss, initialisation, depth, learning "
@@ -175,7 +178,7 @@ def _notes(runs: dict[str, list[NanRun]], rows, checks, sizes: dict) -> list[str
         "(network.py, ch. 1), his W ~ N(0, 1/n_in), b ~ N(0, 1) (network2.py) and float64.",
         f"Why it stalls (seed {broken.seed}): the first update rewrote ||dW||/||W|| = {ratio} "
         f"of {', '.join(broken.record.layers)}; the smallest activation fell from "
-        f"1e{amin[0]:.0f} (step 0) to 1e{amin[1]:.0f} (step 1) and ended at "
+        f"1e{amin[0]:.0f} (step {at[0]}) to 1e{amin[1]:.0f} (step {at[1]}) and ended at "
         f"1e{amin[np.isfinite(amin)][-1]:.0f}: the outputs sit in the sigmoid's flat tail, "
         "where sigma'(z) ~ a, and no gradient brings them back.",
         f"The tail deepens with eta (x width): by the sweep 1e-100 is reached at eta ~ "
