@@ -13,14 +13,10 @@ from typing import Annotated
 
 import typer
 
+from gradprobe.cli_common import _fail
 from gradprobe.lab.reproduce.registry import DEFAULT_OUT, NAMES
 
 _HELP_NAME = "The experiment: " + ", ".join(NAMES) + " (nielsen = nielsen-speed + nielsen-depth)."
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
 
 
 def _write_json(reps, name: str, path: Path) -> None:
