@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradprobe.probe.distributed import local
+from gradprobe.probe.distributed_group import local
 from gradprobe.probe.layers import Layer
 from gradprobe.probe.schedule import Schedule, as_schedule
 from gradprobe.stats.histogram import N_BINS, HistogramPlan
