@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gradprobe.viz.tensorboard import EventWriter, clear_events, tensorboard_protos
+from gradprobe.viz.tensorboard_events import EventWriter, clear_events, tensorboard_protos
 
 
 class TensorBoardSink:
