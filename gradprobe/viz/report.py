@@ -205,9 +205,14 @@ def write_report(
         figures=figures,
         predictions=predictions,
     )
+    return write_page(page, out)
+
+
+def write_page(page: str, out: str | Path) -> Path:
+    """Write an HTML page to `out` atomically (parents created); returns the path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)  # a browser open on the old report never reads half a file
+    os.replace(tmp, out)  # a browser open on the old page never reads half a file
     return out

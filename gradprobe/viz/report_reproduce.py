@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any
 
 from gradprobe._version import __version__
 from gradprobe.viz import report_embed, report_text
-from gradprobe.viz.report import _environment
+from gradprobe.viz.report import _environment, write_page
 from gradprobe.viz.report_reproduce_parts import SectionView, section_view
 
 TEMPLATE = "reproduce.html.j2"
@@ -251,10 +250,4 @@ def write_reproduction_report(
         ValueError: an empty list; a dict lacking name, title, source, seeds, rows,
             checks, notes or summary.
     """
-    page = render_reproduction_report(reproductions, title=title)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)  # a browser open on the old page never reads half a file
-    return out
+    return write_page(render_reproduction_report(reproductions, title=title), out)
