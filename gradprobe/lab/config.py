@@ -278,30 +278,16 @@ def _check_momentum(exp: Experiment) -> None:
         raise ConfigError(f"momentum={exp.momentum!r} is not valid: must be in [0, 1)")
 
 
-_CHECKS = (
+_CHECKS = (  # run in this order; the first that fails raises
     _check_seed,
-    _one_of("dataset", DATASETS),
-    _one_of("model", MODELS),
-    _one_of("activation", ACTIVATIONS),
+    _one_of("dataset", DATASETS), _one_of("model", MODELS), _one_of("activation", ACTIVATIONS),
     _one_of("output_activation", ACTIVATIONS, optional=True),
-    _one_of("norm", NORMS, optional=True),
-    _one_of("init", INITIALISERS),
-    _one_of("loss", LOSSES),
-    _one_of("optimizer", OPTIMIZERS),
-    _at_least("limit_train", 1, optional=True),
-    _at_least("seq_len", 1, optional=True),
-    _at_least("depth", 1),
-    _at_least("width", 1),
-    _check_shape,
-    _at_least("gain", 0, optional=True, strict=True),
-    _check_bias_init,
-    _at_least("alpha", -math.inf, strict=True),
-    _at_least("lr", 0, strict=True),
-    _check_momentum,
-    _at_least("l2", 0),
-    _at_least("batch_size", 1),
-    _at_least("epochs", 1),
-    _at_least("steps", 1, optional=True),
-    _at_least("every", 1),
-    _at_least("detail_every", 1),
-)
+    _one_of("norm", NORMS, optional=True), _one_of("init", INITIALISERS),
+    _one_of("loss", LOSSES), _one_of("optimizer", OPTIMIZERS),
+    _at_least("limit_train", 1, optional=True), _at_least("seq_len", 1, optional=True),
+    _at_least("depth", 1), _at_least("width", 1), _check_shape,
+    _at_least("gain", 0, optional=True, strict=True), _check_bias_init,
+    _at_least("alpha", -math.inf, strict=True), _at_least("lr", 0, strict=True), _check_momentum,
+    _at_least("l2", 0), _at_least("batch_size", 1), _at_least("epochs", 1),
+    _at_least("steps", 1, optional=True), _at_least("every", 1), _at_least("detail_every", 1),
+)  # fmt: skip

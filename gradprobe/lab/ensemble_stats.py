@@ -7,6 +7,7 @@ saturation, dead units, ||W|| and the update W_t - W_{t-1}. They are computed ba
 one row per member of (M, ...) tensors, with gradprobe.stats, kept on the device in one
 buffer of shape (flush_every, M * L * N_SLOTS + M * 4) and copied to the host once per
 flush (nothing is read between flushes); each member's quantities go to its own sink.
+The detail-step statistics themselves are gradprobe.lab.ensemble_detail.
 """
 
 from __future__ import annotations
@@ -18,75 +19,19 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from gradprobe.lab.ensemble_detail import _by_layer as _by_layer
+from gradprobe.lab.ensemble_detail import _rows, act_detail, grad_detail, weight_detail
 from gradprobe.probe.schedule import Schedule, as_schedule
-from gradprobe.stats import SLOT, Workspace, activation_stats, derive, derive_steps
-from gradprobe.stats.activation import COLUMNS, DYING
+from gradprobe.stats import SLOT, Workspace, derive, derive_steps
 from gradprobe.stats.derivation import STEP_SLOT, STEP_SLOTS
 from gradprobe.stats.nonfinite import describe_first_nonfinite, first_nonfinite
 from gradprobe.stats.slots import init_row
-from gradprobe.stats.tensor_stats import EXACT_F32_COUNT, row_abs, row_finite, row_sumsq
+from gradprobe.stats.tensor_stats import EXACT_F32_COUNT
 
 # Evidence that a member's chunk may hold a non-finite value (stats/nonfinite.py): only
 # members showing one of these are searched for the first one.
 _NORMS = ("grad_norm", "bias_grad_norm", "delta_norm")
 _COUNTS = ("act_nonfinite", "grad_nonfinite")
-
-
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    """(M, ...) -> (M, n): one row per member."""
-    return t.detach().reshape(t.shape[0], -1)
-
-
-def _by_layer(values: list[torch.Tensor]) -> torch.Tensor:
-    """Per-layer (M,) values -> float64 (M, L)."""
-    return torch.stack(values, 1).double()
-
-
-def grad_detail(weights: list, biases: list, ws: Workspace) -> dict[str, torch.Tensor]:
-    """Detail steps: every gradient slot StepStats._write_detail fills, (M, L) per slot."""
-    cols: dict[str, list[torch.Tensor]] = {}
-    for w, b in zip(weights, biases):
-        rw, rb = _rows(w.grad), _rows(b.grad)
-        a = row_abs(rw, ws)
-        values = {"g_w_sumsq": row_sumsq(rw), "g_b_sumsq": row_sumsq(rb),
-                  "g_w_abs_sum": a.sum(1), "g_w_abs_max": a.amax(1)}  # fmt: skip
-        finite = row_finite(rw, ws) + row_finite(rb, ws)  # after a is read: ws is reused
-        values["g_nonfinite"] = finite.neg_().add_(rw.shape[1] + rb.shape[1])
-        for name, v in values.items():
-            cols.setdefault(name, []).append(v)
-    out = {name: _by_layer(v) for name, v in cols.items()}
-    out["g_counted"] = torch.full_like(out["g_w_sumsq"], 2.0)  # a weight and a bias each
-    out["delta_sumsq"] = out["g_b_sumsq"]
-    return out
-
-
-def act_detail(acts: list[torch.Tensor], kinds: list, ws: Workspace) -> dict[str, torch.Tensor]:
-    """Detail steps: every activation slot ForwardCapture and StepStats.dead fill."""
-    stats, dead = [], {}
-    for layer, (x, kind) in enumerate(zip(acts, kinds)):
-        s, feature_max = activation_stats(x, x.dim() - 1, kind, ws)  # (M, 8), (M, F)
-        stats.append(s)
-        if kind in DYING:  # units <= 0 for the whole batch
-            dead[layer] = ((feature_max <= 0).sum(1).double(), float(feature_max.shape[1]))
-    table = torch.stack(stats, 1)  # (M, L, 8)
-    out = {name: table[..., j] for j, name in enumerate(COLUMNS)}
-    if dead:
-        out["a_dead"], out["a_units"] = torch.zeros_like(table[..., :2]).unbind(2)
-        for layer, (count, units) in dead.items():
-            out["a_dead"][:, layer], out["a_units"][:, layer] = count, units
-    return out
-
-
-def weight_detail(weights: list, prev: list | None, numel: torch.Tensor) -> dict:
-    """Detail steps: ||W||^2 and, given W_{t-1} (overwritten), the update's slots."""
-    out = {"w_sumsq": _by_layer([row_sumsq(_rows(w)) for w in weights]), "w_numel": numel}
-    if prev is not None:
-        torch._foreach_sub_(prev, [w.detach() for w in weights])  # W_{t-1} - W_t
-        rows = [_rows(d) for d in prev]
-        out["u_sumsq"] = _by_layer([row_sumsq(r) for r in rows])
-        out["u_abs_sum"] = _by_layer([r.abs_().sum(1) for r in rows])  # prev is scratch now
-        out["u_numel"] = numel
-    return out
 
 
 class EnsembleProbe:

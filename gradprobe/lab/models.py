@@ -1,12 +1,12 @@
 """The classic deep networks: MLPs of any depth, residual MLPs, recurrent classifiers.
 
 Layer names are what users of a record read (`fc1`..`fcL`, `blocks.0.fc`, `rnn`, `head`),
-so they are fixed here.
+so they are fixed here. `recurrent` and its classifier live in gradprobe.lab.models_recurrent
+and are re-exported here.
 """
 
 from __future__ import annotations
 
-import numbers
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -15,24 +15,12 @@ from torch import nn
 
 from gradprobe.lab.activations import activation_defaults, check_activation, make_activation
 from gradprobe.lab.init import get_initialiser, init_model_
-
-NORMS: tuple[str, ...] = ("batch", "layer")
-RECURRENT_KINDS: tuple[str, ...] = ("rnn", "lstm", "gru")
-
-
-def _check_positive_ints(**values) -> None:
-    for label, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{label}={value!r} must be an int >= 1")
-
-
-def _check_norm(norm: str | None) -> str | None:
-    """None and "none" mean no normalisation; otherwise one of `NORMS`."""
-    if norm is None or norm == "none":
-        return None
-    if norm not in NORMS:
-        raise ValueError(f"norm={norm!r} is not one of: none, {', '.join(NORMS)}")
-    return norm
+from gradprobe.lab.models_checks import NORMS as NORMS
+from gradprobe.lab.models_checks import _check_norm, _check_positive_ints, _check_sizes
+from gradprobe.lab.models_recurrent import READOUTS as READOUTS
+from gradprobe.lab.models_recurrent import RECURRENT_KINDS as RECURRENT_KINDS
+from gradprobe.lab.models_recurrent import RecurrentClassifier as RecurrentClassifier
+from gradprobe.lab.models_recurrent import recurrent as recurrent
 
 
 def _make_norm(norm: str, width: int) -> nn.Module:
@@ -53,14 +41,6 @@ def depth_to_sizes(n_in: int, depth: int, width: int, n_out: int) -> list[int]:
     """
     _check_positive_ints(n_in=n_in, depth=depth, width=width, n_out=n_out)
     return [int(n_in), *([int(width)] * int(depth)), int(n_out)]
-
-
-def _check_sizes(sizes: Sequence[int]) -> list[int]:
-    sizes = list(sizes)
-    if len(sizes) < 2:
-        raise ValueError(f"sizes={sizes!r} needs at least [n_in, n_out]")
-    _check_positive_ints(**{f"sizes[{i}]": n for i, n in enumerate(sizes)})
-    return [int(n) for n in sizes]
 
 
 def _hidden_activations(activation: str, activations, n_hidden: int) -> list[str]:
@@ -227,92 +207,3 @@ def residual_mlp(
     blocks = [ResidualBlock(width, alpha, activation, norm) for _ in range(depth)]
     model = ResidualMLP(blocks, in_features, out_features)
     return init_model_(model, init, gain=gain, bias=bias_init, generator=generator)
-
-
-READOUTS = ("last", "all")  # the last step's hidden state, or every step's (copy_memory)
-
-
-class RecurrentClassifier(nn.Module):
-    """rnn over (B, T, F) sequences, then `head` on the last step's hidden state
-    (readout="last") or on every step's (readout="all", for a target at every step)."""
-
-    def __init__(self, rnn: nn.RNNBase, n_outputs: int, readout: str = "last"):
-        super().__init__()
-        if readout not in READOUTS:
-            raise ValueError(f"readout={readout!r} is not one of: {', '.join(READOUTS)}")
-        self.rnn = rnn
-        self.head = nn.Linear(rnn.hidden_size, n_outputs)
-        self.readout = readout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 3:
-            raise ValueError(f"expected input of shape (B, T, F), got {tuple(x.shape)}")
-        out, _ = self.rnn(x)  # (B, T, H)
-        if self.readout == "all":
-            return self.head(out)  # (B, T, n_outputs)
-        return self.head(out[:, -1])  # (B, n_outputs)
-
-    def extra_repr(self) -> str:
-        return f"readout={self.readout!r}"
-
-
-def recurrent(
-    kind: str,
-    input_size: int,
-    hidden_size: int,
-    n_outputs: int,
-    *,
-    nonlinearity: str = "tanh",
-    num_layers: int = 1,
-    init: str | None = None,
-    gain: float | None = None,
-    bias_init: str | float | None = None,
-    head_init: str | None = None,
-    readout: str = "last",
-    generator: torch.Generator | None = None,
-) -> nn.Module:
-    """A recurrent classifier / regressor for sequence tasks.
-
-    Args:
-        kind: "rnn" (Elman), "lstm" or "gru".
-        input_size: features per time step.
-        hidden_size: hidden units.
-        n_outputs: outputs of the head.
-        nonlinearity: "tanh" or "relu", for kind="rnn" only.
-        num_layers: stacked recurrent layers.
-        init: None keeps torch's default init; otherwise an initialiser applied per gate
-            block to the recurrent matrices (and to the head, unless `head_init` is given).
-        head_init: initialiser for the head; None means `init`, except for
-            "scaled_identity" (square matrices only), where the head keeps torch's default.
-        gain: multiplies the initial weights' standard deviation (with `init`).
-        bias_init: bias mode (with `init`).
-        readout: "last" reads the last step's hidden state; "all" applies the head at
-            every step, output (B, T, n_outputs), for tasks with a target per step.
-        generator: draw the initial weights from this generator (with `init`).
-
-    Returns:
-        `RecurrentClassifier` mapping (B, T, input_size) to (B, n_outputs) (or
-        (B, T, n_outputs) with readout="all"); attributes `rnn` and `head`.
-    """
-    if kind not in RECURRENT_KINDS:
-        raise ValueError(f"kind={kind!r} is not one of: {', '.join(RECURRENT_KINDS)}")
-    if nonlinearity not in ("tanh", "relu") or (kind != "rnn" and nonlinearity != "tanh"):
-        allowed = "tanh, relu" if kind == "rnn" else "tanh (its gates are fixed)"
-        raise ValueError(f"nonlinearity={nonlinearity!r} for kind={kind!r}; allowed: {allowed}")
-    _check_positive_ints(
-        input_size=input_size, hidden_size=hidden_size, n_outputs=n_outputs, num_layers=num_layers
-    )
-    common = dict(num_layers=num_layers, batch_first=True)
-    if kind == "rnn":
-        rnn = nn.RNN(input_size, hidden_size, nonlinearity=nonlinearity, **common)
-    else:
-        rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(input_size, hidden_size, **common)
-    if init is None and (gain is not None or bias_init is not None):
-        raise ValueError(f"gain={gain!r} / bias_init={bias_init!r} need an init; init is None")
-    model = RecurrentClassifier(rnn, n_outputs, readout)
-    if head_init is None and init != "scaled_identity":
-        head_init = init
-    for module, name in ((model.rnn, init), (model.head, head_init)):
-        if name is not None:
-            init_model_(module, name, gain=gain, bias=bias_init, generator=generator)
-    return model
