@@ -49,3 +49,16 @@ def train_run(
             opt.step()
             probe.log_loss(loss)
     return run_dir
+
+
+def train_trio(root: Path, train, interrupted: str = "interrupted") -> dict[str, Path]:
+    """Three runs under `root` by `train(run_dir, activation, interrupt_at=None)`: sigmoid and
+    ReLU to the end, tanh stopped by Ctrl-C at step 12 (its status "interrupted")."""
+    import pytest
+
+    runs = {"sigmoid": train(root / "sigmoid", torch.nn.Sigmoid)}
+    runs["relu"] = train(root / "relu", torch.nn.ReLU)
+    with pytest.raises(KeyboardInterrupt):
+        train(root / interrupted, torch.nn.Tanh, interrupt_at=12)
+    runs[interrupted] = root / interrupted
+    return runs

@@ -27,7 +27,7 @@ from gradprobe.diagnose.thresholds import Thresholds
 from gradprobe.viz.report import _shared_ylim, write_report
 from gradprobe.viz.report_embed import svg_markup
 from gradprobe.viz.report_run import TABLE_QUANTITIES
-from tests.report_runs import train_run
+from tests.report_runs import train_run, train_trio
 
 DEPTH, WIDTH, STEPS = 4, 8, 30
 
@@ -41,12 +41,7 @@ def _train(run_dir: Path, activation: type, steps: int = STEPS, interrupt_at: in
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    sigmoid = _train(root / "sigmoid", torch.nn.Sigmoid)
-    relu = _train(root / "relu", torch.nn.ReLU)
-    with pytest.raises(KeyboardInterrupt):
-        _train(root / "interrupted", torch.nn.Tanh, interrupt_at=12)
-    return {"sigmoid": sigmoid, "relu": relu, "interrupted": root / "interrupted"}
+    return train_trio(tmp_path_factory.mktemp("runs"), _train)
 
 
 @pytest.fixture(scope="module")

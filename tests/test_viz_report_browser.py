@@ -12,11 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from gradprobe.viz.report import write_report
 from tests.browser import ARGS, CHROMIUM, measure_script
-from tests.report_runs import train_run
+from tests.report_runs import train_run, train_trio
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright (Python) is not installed: pip install playwright"
@@ -34,14 +33,11 @@ def _train(run_dir: Path, activation: type, interrupt_at: int | None = None) -> 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
-    sigmoid = _train(root / "sigmoid", torch.nn.Sigmoid)
-    relu = _train(root / "relu", torch.nn.ReLU)
-    with pytest.raises(KeyboardInterrupt):
-        _train(root / "tanh", torch.nn.Tanh, interrupt_at=12)
+    runs = train_trio(root, _train, interrupted="tanh")
     # one SVG line plot and one PNG heatmap are enough next to the full comparison
     figures = ["speed_lines", "speed_heatmap"]
     return {
-        "compare": write_report([sigmoid, relu], root / "compare.html"),
+        "compare": write_report([runs["sigmoid"], runs["relu"]], root / "compare.html"),
         "interrupted": write_report(root / "tanh", root / "tanh.html", figures=figures),
     }
 
