@@ -51,8 +51,9 @@ def watch(
             replaying the recurrence); NaN on other steps. It counts recorded steps:
             every=10, detail_every=10 measures in detail every 100th step (a callable
             gets the recorded step's index 0, 1, 2, ...). 1 measures everything at
-            every recorded step. Non-finite counts are exact at every recorded step,
-            with no host read between flushes.
+            every recorded step. Non-finite values are flagged at every recorded step
+            (grad_all_finite / act_all_finite, from the sums) and counted exactly on
+            detail steps, with no host read between flushes.
         run_dir: directory for run.json and metrics.sqlite (committed at every flush);
             None keeps the record in memory only.
         activations: record activation statistics (forward hooks).

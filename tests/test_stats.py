@@ -214,3 +214,10 @@ def test_derive_nonfinite_counts_off_detail_steps():
     np.testing.assert_array_equal(q["grad_nonfinite"], [[0, np.nan, 0], [0, 3, 0]])
     np.testing.assert_array_equal(q["act_nonfinite"][0], [0, 0, np.nan])
     assert np.isnan(q["grad_abs_mean"][0]).all()  # not counted: not measured
+    # all_finite: from the sums where no count was taken, from the count where one was
+    # (step 1, layer 1: a count of 3 with finite sums still says 0)
+    np.testing.assert_array_equal(q["grad_all_finite"], [[1, 0, 1], [1, 0, 1]])
+    np.testing.assert_array_equal(q["act_all_finite"], [[1, 1, 0], [1, 1, 1]])
+    s[:, 0, SLOT["g_w_numel"]] = s[:, 0, SLOT["a_count"]] = 0  # layer 0: nothing measured
+    q = derive(s)
+    assert np.isnan(q["grad_all_finite"][:, 0]).all() and np.isnan(q["act_all_finite"][:, 0]).all()

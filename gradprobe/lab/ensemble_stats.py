@@ -1,8 +1,8 @@
 """The probe of an ensemble: each member's record, as `gradprobe.watch` gives it alone.
 
 The statistics are those of gradprobe.probe (step_stats.py, capture.py), on the same
-schedule: every recorded step takes sums of squares and non-finite counts of gradients
-and activations (delta from the bias gradient); detail steps add |g| sum and max,
+schedule: every recorded step takes sums of squares of gradients and activations (delta
+from the bias gradient); detail steps add non-finite counts, |g| sum and max,
 saturation, dead units, ||W|| and the update W_t - W_{t-1}. They are computed batched,
 one row per member of (M, ...) tensors, with gradprobe.stats, kept on the device in one
 buffer of shape (flush_every, M * L * N_SLOTS + M * 4) and copied to the host once per
@@ -26,7 +26,6 @@ from gradprobe.stats import SLOT, Workspace, derive, derive_steps
 from gradprobe.stats.derivation import STEP_SLOT, STEP_SLOTS
 from gradprobe.stats.nonfinite import describe_first_nonfinite, first_nonfinite
 from gradprobe.stats.slots import init_row
-from gradprobe.stats.tensor_stats import EXACT_F32_COUNT
 
 # Evidence that a member's chunk may hold a non-finite value (stats/nonfinite.py): only
 # members showing one of these are searched for the first one.
@@ -78,7 +77,6 @@ class EnsembleProbe:
         self._prev_valid = False
         self._index: dict[tuple[str, ...], torch.Tensor] = {}
         self._sizes: dict[tuple[int, ...], torch.Tensor] = {}
-        self._scratch: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._template = self._make_template()  # (M, L, N_SLOTS)
         m, width = self.members, self._template.numel()
         # one block per step, the layer states then the step states: a flush is one copy
@@ -89,8 +87,6 @@ class EnsembleProbe:
         self._numel = sum(p[0].numel() for p in self._weights + self._biases)
         w_numel = [float(w[0].numel()) for w in self._weights]
         self._w_numel = self._template.new_tensor(w_numel).expand(m, -1)  # (M, L)
-        self._ones = self._template.new_ones(m, self.n_layers)
-        self._twos = self._ones * 2
         self._steps: list[int] = []
         self._n_recorded = 0  # recorded steps so far: what detail_every counts
         self.step = 0
@@ -167,8 +163,9 @@ class EnsembleProbe:
 
     def _cheap(self, state: torch.Tensor, acts: list[torch.Tensor]) -> torch.Tensor:
         """Every recorded step: the cheap tier of StepStats._write_cheap (gradient sums of
-        squares and non-finite counts) and ForwardCapture._write_cheap (activation count,
-        sum, sum of squares, non-finite count), in a fixed handful of ops for all members.
+        squares) and ForwardCapture._write_cheap (activation count, sum, sum of squares),
+        in a fixed handful of ops for all members; non-finite elements are counted on
+        detail steps, as the probe does (a NaN or Inf shows in the sums meanwhile).
 
         Returns:
             each member's sum of squares of all its gradients, float64 (M,).
@@ -176,36 +173,20 @@ class EnsembleProbe:
         n = self.n_layers
         rows = [_rows(p.grad) for p in self._weights + self._biases] + [_rows(a) for a in acts]
         norms = torch.stack([torch.linalg.vector_norm(r, dim=1) for r in rows], 1)
-        finite = torch.stack([torch.nansum(self._one_plus_zero(r), 1) for r in rows], 1)
         sums = torch.stack([r.sum(1) for r in rows[2 * n :]], 1)
-        table = torch.cat([norms, finite, sums], 1).double()  # (M, 3n + 3n + n)
+        table = torch.cat([norms, sums], 1).double()  # (M, 3n + n)
         sq = table[:, : 3 * n].square()
-        sizes = tuple(r.shape[1] for r in rows)
+        sizes = tuple(r.shape[1] for r in rows[2 * n :])
         if sizes not in self._sizes:
             self._sizes[sizes] = table.new_tensor(sizes)
-        nonfinite = self._sizes[sizes] - table[:, 3 * n : 6 * n]
         b_sq = sq[:, n : 2 * n]
         values = {
             "g_w_sumsq": sq[:, :n], "g_b_sumsq": b_sq, "delta_sumsq": b_sq,
-            "g_nonfinite": nonfinite[:, :n] + nonfinite[:, n : 2 * n],
-            "g_nf_counted": self._twos,  # one count per parameter tensor
-            "a_count": self._sizes[sizes][2 * n :].expand(self.members, -1),
-            "a_sum": table[:, 6 * n :], "a_sumsq": sq[:, 2 * n :],
-            "a_nonfinite": nonfinite[:, 2 * n :], "a_nf_counted": self._ones,
+            "a_count": self._sizes[sizes].expand(self.members, -1),
+            "a_sum": table[:, 3 * n :], "a_sumsq": sq[:, 2 * n :],
         }  # fmt: skip
         self._write(state, values)
         return sq[:, : 2 * n].sum(1)
-
-    def _one_plus_zero(self, rows: torch.Tensor) -> torch.Tensor:
-        """1 + 0 * rows in scratch memory: 1 where finite, NaN where NaN or +-inf; its
-        nansum counts the finite elements (tensor_stats.row_finite, same dtype rule)."""
-        dtype = rows.dtype if rows.shape[1] < EXACT_F32_COUNT else torch.float64
-        key = (tuple(rows.shape), dtype)
-        if key not in self._scratch:
-            self._scratch[key] = (torch.empty(key[0], dtype=dtype, device=self.device),
-                                  torch.ones((), dtype=dtype, device=self.device))  # fmt: skip
-        out, one = self._scratch[key]
-        return torch.add(one, rows, alpha=0, out=out)
 
     def _write(self, state: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
         """Copy (M, L) values into their slots of state (M, L, N_SLOTS): one indexed op."""

@@ -14,14 +14,14 @@ import torch
 
 from gradprobe.probe.layers import Layer
 from gradprobe.stats import N_SLOTS, SLOT, Workspace, activation_stats
-from gradprobe.stats.activation import COLUMNS, activation_cheap
+from gradprobe.stats.activation import COLUMNS, activation_moments
 from gradprobe.stats.tensor_stats import STACK_BELOW, on
 
 _A0 = SLOT[COLUMNS[0]]
 _N_SUMMED = len(COLUMNS) - 1  # every column but the last (a minimum) is summed
 _MIN_SLOT = SLOT[COLUMNS[-1]]
-# the rows of activation_cheap, then a 1 per member saying the count was taken
-_CHEAP_SLOTS = ("a_count", "a_sum", "a_sumsq", "a_nonfinite", "a_nf_counted")
+# the rows of activation_moments
+_CHEAP_SLOTS = ("a_count", "a_sum", "a_sumsq")
 assert [SLOT[c] for c in COLUMNS] == list(range(_A0, _A0 + len(COLUMNS))), "slots out of order"
 
 
@@ -116,9 +116,10 @@ class ForwardCapture:
 
         Args:
             state: the step's state.
-            detail: also count saturated elements, dead units and the smallest magnitude;
-                count, sum, sum of squares and the non-finite count are taken always,
-                with no host read, so the step where a NaN appears has exact counts.
+            detail: also count non-finite and saturated elements, dead units and find
+                the smallest magnitude; count, sum and sum of squares are taken always,
+                with no host read (a NaN or Inf makes the sums non-finite, so the step
+                and layer where one appears are known without a count).
         """
         groups = self._groups()
         self._pending.clear()
@@ -138,7 +139,7 @@ class ForwardCapture:
         flat.scatter_reduce_(0, minimum, values[:, -1], reduce="amin")
 
     def _write_cheap(self, state: torch.Tensor, groups) -> None:
-        """Count, sum, sum of squares and non-finite count of every member: one index_add."""
+        """Count, sum and sum of squares of every member: one index_add."""
         stacks, layers = [], []
         for _key, group in groups:
             if len(group) > 1 and group[0].tensor.numel() < STACK_BELOW:
@@ -146,16 +147,14 @@ class ForwardCapture:
             else:  # large: reduced one by one, no copy
                 stacks += [m.tensor.unsqueeze(0) for m in group]
             layers += [m.layer.index for m in group]
-        cheap = on(activation_cheap(stacks, self._ws), state.device)  # (4, n_members)
+        cheap = on(activation_moments(stacks), state.device)  # (3, n_members)
         layers = tuple(layers)
         key = ("cheap", layers, str(state.device))
         if key not in self._targets:
             idx = torch.tensor(layers, device=state.device) * N_SLOTS
             slots = torch.tensor([SLOT[name] for name in _CHEAP_SLOTS], device=state.device)
-            ones = torch.ones(len(layers), dtype=torch.float64, device=state.device)
-            self._targets[key] = ((slots.unsqueeze(1) + idx).reshape(-1), ones)
-        targets, ones = self._targets[key]
-        state.view(-1).index_add_(0, targets, torch.cat([cheap.reshape(-1), ones]))
+            self._targets[key] = (slots.unsqueeze(1) + idx).reshape(-1)
+        state.view(-1).index_add_(0, self._targets[key], cheap.reshape(-1))
 
     def _merge_feature_max(self, members: list[_Pending], fmax: torch.Tensor) -> None:
         for j, m in enumerate(members):

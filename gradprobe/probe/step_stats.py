@@ -5,9 +5,11 @@ pre-step hook (or at probe.step(), or after a step that takes a closure) and wri
 the state at its post-step hook. They are thus read after gradient accumulation, AMP
 unscaling and clipping: the figures the optimizer uses (DESIGN.md).
 
-Every recorded step measures sums of squares and exact non-finite counts, with no host
-read; detail steps add what needs more passes over parameter-sized memory: |g| mean and
-max, ||W|| and the update W_t - W_{t-1}.
+Every recorded step measures sums of squares, one pass and no host read: a NaN or Inf
+makes its sum non-finite, so the step and layer where one appears are known; detail steps
+add what needs more passes over parameter-sized memory: the exact count of non-finite
+elements, |g| mean and max, ||W|| and the update W_t - W_{t-1} (BENCHMARKS.md, "The
+per-step set").
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from gradprobe.probe.layers import Layer
 from gradprobe.probe.step_stats_plan import StepPlan
 from gradprobe.stats import N_SLOTS, SLOT, Workspace, diff_stats, param_stats, sumsq
 from gradprobe.stats.derivation import STEP_SLOT
-from gradprobe.stats.tensor_stats import on, plan_groups, sumsq_nonfinite
+from gradprobe.stats.tensor_stats import grouped_sumsq, on, plan_groups
 
 
 class StepStats(StepPlan):
@@ -57,16 +59,16 @@ class StepStats(StepPlan):
         plan = self._cache.get(("groups", present))
         if plan is None:
             plan = self._cache["groups", present] = plan_groups(grads)
-        return present, False, sumsq_nonfinite(grads, plan, self._ws), plan
+        return present, False, grouped_sumsq(grads, plan), plan
 
     def grads(
         self, state: torch.Tensor, step_state: torch.Tensor, detail: bool, measured=None
     ) -> None:
         """Gradient slots of state and the global gradient norm of step_state.
 
-        Every recorded step takes sums of squares and exact non-finite counts (no host
-        read, so the step where a NaN appears is counted exactly); detail steps add |g|
-        sum and max.
+        Every recorded step takes sums of squares (no host read; a non-finite sum shows
+        the step and layer where a NaN or Inf appeared); detail steps add |g| sum and
+        max and the count of non-finite elements.
 
         Args:
             state, step_state: the step's rows.
@@ -86,11 +88,11 @@ class StepStats(StepPlan):
             self._write_cheap(state, step_state, present, values, plan)
 
     def _write_cheap(self, state, step_state, present, values, plan) -> None:
-        """Cheap steps: sums of squares, non-finite counts and element counts."""
+        """Cheap steps: sums of squares (values, in plan order) and element counts."""
         routes = self._cheap_routes(present, plan, state.device)
         sources, targets, consts, global_numel, global_at = routes
-        state.view(-1).index_add_(0, targets, torch.cat([values.view(-1)[sources], consts]))
-        step_state.index_add_(0, global_at, torch.cat([values[0].sum().reshape(1), global_numel]))
+        state.view(-1).index_add_(0, targets, torch.cat([values[sources], consts]))
+        step_state.index_add_(0, global_at, torch.cat([values.sum().reshape(1), global_numel]))
 
     def _write_detail(self, state, step_state, present, stats) -> None:
         """Detail steps: |g| sum and max and non-finite counts too; stats (n, 4)."""

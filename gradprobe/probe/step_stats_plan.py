@@ -134,24 +134,23 @@ class StepPlan:
         return self._cache[key]
 
     def _cheap_routes(self, present: tuple[bool, ...], plan: list[list[int]], device) -> tuple:
-        """Flat state indices of each value of sumsq_nonfinite's (2, n) result (cached)."""
+        """Flat state indices of each value of grouped_sumsq's (n,) result (cached)."""
         key = ("cheap", present, str(device))
         if key in self._cache:
             return self._cache[key]
         order = [i for idx in plan for i in idx]
         row_of = {p: k for k, p in enumerate(i for i, has in enumerate(present) if has)}
         column = {row: k for k, row in enumerate(order)}
-        n = len(order)
         sources, targets, consts, const_targets = [], [], [], []
         for p, layer, is_bias in self._owners:
             if p not in row_of:
                 continue
             base = layer * N_SLOTS
             sq_slot, n_slot = ("g_b_sumsq", "g_b_numel") if is_bias else ("g_w_sumsq", "g_w_numel")
-            sources += [column[row_of[p]], n + column[row_of[p]]]
-            targets += [base + SLOT[sq_slot], base + SLOT["g_nonfinite"]]
-            consts += [self._numel[p], 1.0]
-            const_targets += [base + SLOT[n_slot], base + SLOT["g_nf_counted"]]
+            sources.append(column[row_of[p]])
+            targets.append(base + SLOT[sq_slot])
+            consts.append(self._numel[p])
+            const_targets.append(base + SLOT[n_slot])
 
         def t(xs, dtype=torch.long):
             return torch.tensor(xs, dtype=dtype, device=device)

@@ -84,40 +84,12 @@ def activation_moments(groups: list[torch.Tensor]) -> torch.Tensor:
         rows = x.detach().reshape(x.shape[0], -1)
         if rows.dtype not in (torch.float32, torch.float64):
             rows = rows.float()
-        sums.append(rows.sum(1))
-        norms.append(torch.linalg.vector_norm(rows, dim=1))
+        sums.append(rows.sum(1).double())
+        norms.append(row_sumsq(rows).double())
         counts += [float(rows.shape[1])] * rows.shape[0]
     total = torch.cat(sums) if len(sums) > 1 else sums[0]
-    norm = torch.cat(norms) if len(norms) > 1 else norms[0]
-    return torch.stack([total.new_tensor(counts), total, norm.square()]).double()
-
-
-def activation_cheap(groups: list[torch.Tensor], ws: Workspace | None = None) -> torch.Tensor:
-    """activation_moments and the count of NaN/Inf elements, with no host read.
-
-    Args:
-        groups: tensors of shape (G_i, ...), each a stack of same-shaped activations.
-        ws: scratch memory reused across calls.
-
-    Returns:
-        float64 tensor of shape (4, sum of G_i): counts, sums, sums of squares and
-        non-finite counts.
-    """
-    sums, squares, nonfinite, counts = [], [], [], []
-    for x in groups:
-        rows = x.detach().reshape(x.shape[0], -1)
-        if rows.dtype not in (torch.float32, torch.float64):
-            rows = rows.float()
-        n = rows.shape[1]
-        sums.append(rows.sum(1).double())
-        squares.append(row_sumsq(rows).double())
-        nonfinite.append(row_finite(rows, ws).neg_().add_(n))
-        counts += [float(n)] * rows.shape[0]
-    if len(groups) == 1:
-        total, sq, nf = sums[0], squares[0], nonfinite[0]
-    else:
-        total, sq, nf = torch.cat(sums), torch.cat(squares), torch.cat(nonfinite)
-    return torch.stack([total.new_tensor(counts), total, sq, nf])
+    sq = torch.cat(norms) if len(norms) > 1 else norms[0]
+    return torch.stack([total.new_tensor(counts), total, sq])
 
 
 def activation_stats(

@@ -30,7 +30,8 @@ def _grad_quantities(s) -> dict[str, np.ndarray]:
         "delta_norm": _sqrt_where(s("delta_sumsq"), s("delta_n") > 0),
         "grad_abs_mean": _ratio(s("g_w_abs_sum"), np.where(s("g_counted") > 0, w_n, 0)),
         "grad_abs_max": np.where((w_n > 0) & (s("g_counted") > 0), s("g_w_abs_max"), np.nan),
-        "grad_nonfinite": _nonfinite(
+        **_nonfinite(
+            "grad",
             s("g_nonfinite"),
             s("g_counted") + s("g_nf_counted"),
             s("g_w_sumsq") + s("g_b_sumsq"),
@@ -39,13 +40,27 @@ def _grad_quantities(s) -> dict[str, np.ndarray]:
     }
 
 
-def _nonfinite(count, counted, sums, measured) -> np.ndarray:
-    """The count where it was taken (every recorded step of the probe; the detail steps
-    of older writers); elsewhere 0 when the sums are finite
-    (a finite sum of squares proves every element finite) and NaN (unknown) when not."""
+def _nonfinite(prefix: str, count, counted, sums, measured) -> dict[str, np.ndarray]:
+    """PREFIX_nonfinite and PREFIX_all_finite.
+
+    The count where it was taken (the probe's detail steps; every step of writers that
+    count always, such as the lab's ensembles); elsewhere 0 when the sums are finite (a
+    finite sum of squares proves every element finite) and NaN (unknown) when not.
+    all_finite is 1 or 0 wherever anything was measured: from the count where there is
+    one, else from the sums, which are non-finite when an element is (or, in float32,
+    when a norm passes ~1.8e19: a value no float32 computation survives either).
+    """
     with np.errstate(invalid="ignore"):
-        proven_clean = np.where(np.isfinite(sums), 0.0, np.nan)
-    return np.where(measured > 0, np.where(counted > 0, count, proven_clean), np.nan)
+        finite_sums = np.isfinite(sums)
+        proven_clean = np.where(finite_sums, 0.0, np.nan)
+        has_count = counted > 0
+        all_finite = np.where(has_count, count == 0, finite_sums).astype(np.float64)
+    return {
+        f"{prefix}_nonfinite": np.where(
+            measured > 0, np.where(has_count, count, proven_clean), np.nan
+        ),
+        f"{prefix}_all_finite": np.where(measured > 0, all_finite, np.nan),
+    }
 
 
 def _weight_quantities(s) -> dict[str, np.ndarray]:
@@ -72,8 +87,12 @@ def _activation_quantities(s) -> dict[str, np.ndarray]:
         "act_std": np.sqrt(var),
         "saturated_frac": _ratio(s("a_sat"), s("a_sat_count")),  # 0/0 off detail steps
         "dead_frac": _ratio(s("a_dead"), s("a_units")),
-        "act_nonfinite": _nonfinite(
-            s("a_nonfinite"), s("a_counted") + s("a_nf_counted"), s("a_sum") + s("a_sumsq"), count
+        **_nonfinite(
+            "act",
+            s("a_nonfinite"),
+            s("a_counted") + s("a_nf_counted"),
+            s("a_sum") + s("a_sumsq"),
+            count,
         ),
         # +inf means no nonzero element was seen: nothing to report
         "abs_min_nonzero": np.where((s("a_counted") > 0) & (abs_min < np.inf), abs_min, np.nan),

@@ -4,7 +4,8 @@ A Record writes NaN for "not measured", so a NaN alone is no evidence: a layer w
 bias has a NaN `bias_grad_norm` at every step, and a loss that was never logged is NaN
 throughout. The evidence used is therefore:
 
-- counts: `act_nonfinite` > 0 (forward), `grad_nonfinite` > 0 (backward);
+- counts: `act_nonfinite` > 0 (forward), `grad_nonfinite` > 0 (backward), and where
+  no count was taken, `act_all_finite` / `grad_all_finite` == 0 (from the sums);
 - an infinite `loss`, `grad_norm`, `bias_grad_norm` or `delta_norm`;
 - a NaN in one of those where the series had been measured at every recorded step (at
   least twice) and is never finite again: it went NaN for good, as a NaN does once it
@@ -65,8 +66,16 @@ def _count_positive(values: Mapping[str, np.ndarray], name: str, shape: tuple) -
     return values[name] > 0  # NaN (not measured) compares False
 
 
+def _flagged(values: Mapping[str, np.ndarray], prefix: str, shape: tuple) -> np.ndarray:
+    """A positive PREFIX_nonfinite count or a PREFIX_all_finite of 0."""
+    mask = _count_positive(values, f"{prefix}_nonfinite", shape)
+    if f"{prefix}_all_finite" in values:
+        mask = mask | (values[f"{prefix}_all_finite"] == 0)  # NaN (not measured): False
+    return mask
+
+
 def _backward_mask(values: Mapping[str, np.ndarray], shape: tuple) -> np.ndarray:
-    mask = _count_positive(values, "grad_nonfinite", shape)
+    mask = _flagged(values, "grad", shape)
     for name in _BACKWARD_NORMS:
         if name in values:
             mask = mask | went_nonfinite(values[name])
@@ -97,7 +106,7 @@ def first_nonfinite(
         index) whose gradients were non-finite.
     """
     shape = (len(steps), len(layers))
-    forward = _count_positive(values, "act_nonfinite", shape)
+    forward = _flagged(values, "act", shape)
     backward = _backward_mask(values, shape)
     if loss_bad is None:
         bad_loss = went_nonfinite(np.asarray(loss, dtype=np.float64).reshape(-1, 1))[:, 0]

@@ -13,7 +13,8 @@ LAYER_QUANTITIES: dict[str, str] = {
     "(Nielsen's learning speed ||delta^l||)",
     "grad_abs_mean": "mean |g| over the weight gradient's elements",
     "grad_abs_max": "max |g| over the weight gradient's elements",
-    "grad_nonfinite": "count of NaN/Inf elements in the layer's parameter gradients",
+    "grad_nonfinite": "count of NaN/Inf elements in the layer's parameter gradients (detail "
+    "steps; elsewhere 0 where the sums of squares prove every element finite, else NaN)",
     "weight_norm": "L2 norm of the weights after the optimizer step",
     "update_norm": "L2 norm of W_t - W_{t-1}, the change the step made to the weights",
     "update_ratio": "update_norm / weight_norm",
@@ -22,8 +23,13 @@ LAYER_QUANTITIES: dict[str, str] = {
     "act_std": "standard deviation of the layer's activations",
     "saturated_frac": "fraction of sigmoid/tanh activations in their flat tails",
     "dead_frac": "fraction of ReLU units at zero for the whole batch",
-    "act_nonfinite": "count of NaN/Inf elements in the layer's activations",
+    "act_nonfinite": "count of NaN/Inf elements in the layer's activations (detail steps; "
+    "elsewhere 0 where the sums prove every element finite, else NaN)",
     "abs_min_nonzero": "smallest nonzero |activation| (underflow toward 1e-100)",
+    "grad_all_finite": "1 where every element of the layer's parameter gradients was finite, "
+    "0 where one was NaN/Inf (every recorded step, from the sums of squares)",
+    "act_all_finite": "1 where every activation of the layer was finite, 0 where one was "
+    "NaN/Inf (every recorded step, from the sum and sum of squares)",
 }
 
 # One value per recorded step.

@@ -107,9 +107,10 @@ def row_finite(x: torch.Tensor, ws: Workspace | None) -> torch.Tensor:
 
     1 + 0 * x is 1 where x is finite and NaN where it is NaN or +-inf (0 * inf is NaN,
     IEEE 754), and nansum counts the ones: one elementwise pass into scratch memory and
-    one reduction, with no host read, so it runs at every recorded step. On this CPU it
-    costs ~2 dot products over the same memory, against ~25 for (~isfinite(x)).sum()
-    (python benchmarks/count_kernels.py; BENCHMARKS.md).
+    one reduction, with no host read. On this CPU it costs ~2 dot products over the same
+    memory, against ~25 for (~isfinite(x)).sum() (python benchmarks/count_kernels.py;
+    BENCHMARKS.md); in a training loop, where the scratch memory is cold, it cost more
+    than the sum of squares itself, which is why only detail steps count.
     """
     dtype = x.dtype if x.shape[1] < EXACT_F32_COUNT else torch.float64
     key = (dtype, x.device)
@@ -140,28 +141,24 @@ def stacked_rows(tensors: Sequence[torch.Tensor], idx: list[int]) -> torch.Tenso
     return _wide(torch.stack([tensors[i] for i in idx])).reshape(len(idx), -1)
 
 
-def sumsq_nonfinite(
-    tensors: Sequence[torch.Tensor], groups: list[list[int]], ws: Workspace | None = None
-) -> torch.Tensor:
-    """Sum of squares and count of NaN/Inf elements of each tensor: the cheap tier.
+def grouped_sumsq(tensors: Sequence[torch.Tensor], groups: list[list[int]]) -> torch.Tensor:
+    """Sum of squares of each tensor, batched by a plan: the cheap tier of the gradients.
+
+    One pass over each tensor and no host read. A NaN or Inf element makes its tensor's
+    sum non-finite, so the sums alone show on which step and in which tensor a
+    non-finite value appeared; the count of such elements is left to the detail tier
+    (param_stats), where it costs no extra pass over scratch memory.
 
     Args:
         tensors: the tensors, e.g. parameter gradients.
         groups: plan_groups(tensors), possibly cached.
-        ws: scratch memory reused across calls.
 
     Returns:
-        float64 tensor of shape (2, len(tensors)): sums of squares and non-finite counts,
-        column k for the k-th index of the concatenated groups.
+        float64 tensor of shape (len(tensors),), entry k for the k-th index of the
+        concatenated groups.
     """
-    squares, nonfinite = [], []
-    for idx in groups:
-        x = stacked_rows(tensors, idx)
-        squares.append(row_sumsq(x).double())
-        nonfinite.append(row_finite(x, ws).neg_().add_(x.shape[1]))
-    if len(groups) == 1:
-        return torch.stack([squares[0], nonfinite[0]])
-    return torch.stack([torch.cat(squares), torch.cat(nonfinite)])
+    squares = [row_sumsq(stacked_rows(tensors, idx)).double() for idx in groups]
+    return squares[0] if len(groups) == 1 else torch.cat(squares)
 
 
 def row_sumsq(x: torch.Tensor) -> torch.Tensor:
