@@ -65,6 +65,19 @@ class ForwardCapture:
         self.activation_names[entry.layer.index] = name
         self._last = None
 
+    def attribute_input(self, previous: Layer, x, kind: str | None, name: str) -> None:
+        """A layer's input is phi(z) of `previous` (activations.read_by_next_layer): when
+        `previous`'s output is the last one noted and has the same shape, x replaces it."""
+        if self._last is None or not isinstance(x, torch.Tensor):
+            return
+        last, pos = self._last
+        entry = self._pending[pos]
+        if entry.layer is not previous or x.shape != last.shape:
+            return
+        entry.tensor, entry.version, entry.kind = x, x._version, kind
+        self.activation_names[previous.index] = name
+        self._last = None
+
     @property
     def has_pending(self) -> bool:
         return bool(self._pending)

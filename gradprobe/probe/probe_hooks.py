@@ -2,7 +2,8 @@
 
 Forward hooks on the root module (start and end of a forward pass), on every watched
 layer (its output: activations, and the output gradient delta where it is hooked) and on
-parameter-free activation modules (saturation, dead units); the optimizer's pre-step hook
+parameter-free activation modules (saturation, dead units) unless the next layer's hook
+reads their output as its input (activations.read_by_next_layer); the optimizer's pre-step hook
 (gradients, read while still in cache) and post-step hook (the step ends). Hooks only
 read and return None (DESIGN.md); every handle is kept and removed by _detach().
 """
@@ -13,7 +14,7 @@ from functools import partial
 
 import torch
 
-from gradprobe.probe.activations import activation_kind
+from gradprobe.probe.activations import activation_kind, read_by_next_layer
 from gradprobe.probe.layers import Layer, first_tensor
 
 
@@ -28,9 +29,15 @@ class ProbeHooks:
         for layer in self._layers:
             hook = partial(self._on_layer_forward, layer)
             self._layer_hooks.add(layer.module.register_forward_hook(hook))
+        self._followers = [None] * len(self._layers)
         if self._activations:
+            followers, covered = read_by_next_layer(self.model, self._layers)
+            for index, follower in followers.items():
+                self._followers[index] = follower
             for module in self.model.modules():
                 is_act, kind = activation_kind(module)
+                if id(module) in covered:
+                    continue  # read by the next layer's hook (_on_layer_forward)
                 if is_act and next(module.parameters(recurse=False), None) is None:
                     hook = partial(self._on_activation, kind, type(module).__name__)
                     self._layer_hooks.add(module.register_forward_hook(hook))
@@ -87,6 +94,9 @@ class ProbeHooks:
             self._seen.add(layer.index)
             self._order.append(layer.index)
         if self._activations:
+            follower = self._followers[layer.index]
+            if follower is not None and args:
+                self._capture.attribute_input(follower.previous, args[0], *follower[1:])
             self._capture.add(layer, out)
         if self._hooks_delta[layer.index]:
             self._deltas.attach(layer, out)
