@@ -12,6 +12,7 @@ import warnings
 
 import torch
 
+from gradprobe.probe.activations import Follower
 from gradprobe.probe.layers import Layer
 from gradprobe.stats import N_SLOTS, SLOT, Workspace, activation_stats
 from gradprobe.stats.activation import COLUMNS, activation_moments
@@ -65,17 +66,17 @@ class ForwardCapture:
         self.activation_names[entry.layer.index] = name
         self._last = None
 
-    def attribute_input(self, previous: Layer, x, kind: str | None, name: str) -> None:
-        """A layer's input is phi(z) of `previous` (activations.read_by_next_layer): when
-        `previous`'s output is the last one noted and has the same shape, x replaces it."""
+    def attribute_input(self, follower: Follower, x) -> None:
+        """A layer's input x is phi(z) of follower.previous (activations.read_by_next_layer):
+        when that layer's output is the last one noted, x replaces it (phi is elementwise:
+        the shape is z's)."""
         if self._last is None or not isinstance(x, torch.Tensor):
             return
-        last, pos = self._last
-        entry = self._pending[pos]
-        if entry.layer is not previous or x.shape != last.shape:
+        entry = self._pending[self._last[1]]
+        if entry.layer is not follower.previous:
             return
-        entry.tensor, entry.version, entry.kind = x, x._version, kind
-        self.activation_names[previous.index] = name
+        entry.tensor, entry.version, entry.kind = x, x._version, follower.kind
+        self.activation_names[entry.layer.index] = follower.name
         self._last = None
 
     @property

@@ -96,7 +96,7 @@ class ProbeHooks:
         if self._activations:
             follower = self._followers[layer.index]
             if follower is not None and args:
-                self._capture.attribute_input(follower.previous, args[0], *follower[1:])
+                self._capture.attribute_input(follower, args[0])
             self._capture.add(layer, out)
         if self._hooks_delta[layer.index]:
             self._deltas.attach(layer, out)
