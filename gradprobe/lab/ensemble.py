@@ -136,7 +136,7 @@ def train_ensemble(
     generators: Sequence[torch.Generator] | None = None,
     run_dirs: Sequence[str | Path] | None = None,
     every: int = 1,
-    detail_every: int = 10,
+    detail_every: int | str = "log100",
     flush_every: int = 100,
     weight_change: bool | None = None,
     overwrite: bool = False,

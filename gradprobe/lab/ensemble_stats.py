@@ -56,7 +56,7 @@ class EnsembleProbe:
         sinks: Sequence,
         *,
         every: int | str | Schedule = 1,
-        detail_every: int | str | Schedule = 10,
+        detail_every: int | str | Schedule = "log100",
         flush_every: int = 100,
         flush_secs: float = 10.0,
         weight_change: bool = True,

@@ -58,7 +58,7 @@ class Probe(ProbeHooks, ProbeSteps, ProbeLifecycle):
         make_sink: Callable[[], Sink],
         *,
         every: int | str | Schedule = 1,
-        detail_every: int | str | Schedule = 10,
+        detail_every: int | str | Schedule = "log100",
         activations: bool = True,
         weight_change: bool | None = None,
         delta: str = "auto",
