@@ -71,7 +71,7 @@ class Experiment:
     steps: int | None = None  # cap on optimizer steps; None: epochs decide
     # probe
     every: int = 1  # record every step: the overhead is small (BENCHMARKS.md)
-    detail_every: int = 10  # the lab: 1 step in 10 in detail (watch defaults to sparser)
+    detail_every: int = 10  # 1 in 10 throughout (watch: 1 in 100 after step 1000)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # type-check (and parse strings) field by field

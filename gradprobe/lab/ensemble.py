@@ -28,6 +28,7 @@ from gradprobe.lab.ensemble_mlp import _layers_of as _layers_of
 from gradprobe.lab.ensemble_mlp import _signature as _signature
 from gradprobe.lab.ensemble_stats import EnsembleProbe
 from gradprobe.probe.probe import WEIGHT_CHANGE_AUTO_BYTES, status_of
+from gradprobe.probe.schedule import DETAIL_EVERY, Schedule
 from gradprobe.record.record import Record
 from gradprobe.record.sink import MemorySink, RunDirSink
 
@@ -136,7 +137,7 @@ def train_ensemble(
     generators: Sequence[torch.Generator] | None = None,
     run_dirs: Sequence[str | Path] | None = None,
     every: int = 1,
-    detail_every: int | str = "log100",
+    detail_every: int | str | Schedule = DETAIL_EVERY,
     flush_every: int = 100,
     weight_change: bool | None = None,
     overwrite: bool = False,

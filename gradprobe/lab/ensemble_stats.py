@@ -21,7 +21,7 @@ import torch
 
 from gradprobe.lab.ensemble_detail import _by_layer as _by_layer
 from gradprobe.lab.ensemble_detail import _rows, act_detail, grad_detail, weight_detail
-from gradprobe.probe.schedule import Schedule, as_schedule
+from gradprobe.probe.schedule import DETAIL_EVERY, Schedule, as_schedule
 from gradprobe.stats import SLOT, Workspace, derive, derive_steps
 from gradprobe.stats.derivation import STEP_SLOT, STEP_SLOTS
 from gradprobe.stats.nonfinite import describe_first_nonfinite, first_nonfinite
@@ -56,7 +56,7 @@ class EnsembleProbe:
         sinks: Sequence,
         *,
         every: int | str | Schedule = 1,
-        detail_every: int | str | Schedule = "log100",
+        detail_every: int | str | Schedule = DETAIL_EVERY,
         flush_every: int = 100,
         flush_secs: float = 10.0,
         weight_change: bool = True,

@@ -29,7 +29,7 @@ from gradprobe.probe.probe_checks import DELTA_MODES, check_model, check_optimiz
 from gradprobe.probe.probe_hooks import ProbeHooks
 from gradprobe.probe.probe_lifecycle import ProbeLifecycle, status_of
 from gradprobe.probe.probe_steps import ProbeSteps
-from gradprobe.probe.schedule import Schedule, as_schedule
+from gradprobe.probe.schedule import DETAIL_EVERY, Schedule, as_schedule
 from gradprobe.probe.series_buffer import SeriesBuffer
 from gradprobe.probe.step_stats import StepStats
 from gradprobe.probe.through_time import NAME as THROUGH_TIME
@@ -58,7 +58,7 @@ class Probe(ProbeHooks, ProbeSteps, ProbeLifecycle):
         make_sink: Callable[[], Sink],
         *,
         every: int | str | Schedule = 1,
-        detail_every: int | str | Schedule = "log100",
+        detail_every: int | str | Schedule = DETAIL_EVERY,
         activations: bool = True,
         weight_change: bool | None = None,
         delta: str = "auto",

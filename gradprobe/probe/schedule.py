@@ -9,16 +9,53 @@ Schedule = Callable[[int], bool]
 
 
 class Every:
-    """Record every n-th step, starting at step 0."""
+    """Every n-th step from step 0; with `until` and `then`, every then-th from `until` on.
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    Args:
+        n: the stride, >= 1.
+        until, then: from step `until` on the stride is `then` (steps until, until + then,
+            ...); both or neither.
+    """
+
+    def __init__(self, n: int, until: int | None = None, then: int | None = None) -> None:
+        for name, value in (("n", n), ("until", until), ("then", then)):
+            optional = name != "n" and value is None
+            if not optional and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"Every: {name}={value!r} must be an int >= 1")
+        if (until is None) != (then is None):
+            raise ValueError(f"Every: until={until!r} and then={then!r} go together: give both")
+        self.n, self.until, self.then = n, until, then
 
     def __call__(self, step: int) -> bool:
+        if self.until is not None and step >= self.until:
+            return (step - self.until) % self.then == 0
         return step % self.n == 0
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Every) and (other.n, other.until, other.then) == (
+            self.n,
+            self.until,
+            self.then,
+        )
+
+    def __hash__(self) -> int:
+        return hash(("Every", self.n, self.until, self.then))
+
     def __repr__(self) -> str:
-        return f"Every({self.n})"
+        if self.until is None:
+            return f"Every({self.n})"
+        return f"Every({self.n}, until={self.until}, then={self.then})"
+
+
+# watch()'s default detail schedule: every 10th recorded step for the first 1000, every
+# 100th after. A detail step costs ~35% of a step of the 784-1000-750-500-10 MLP (~17 passes
+# over parameter-sized memory, BENCHMARKS.md): one in ten is ~3.5% of every step, one in
+# a hundred ~0.4%. A run of up to 1000 steps is measured (and diagnosed: the rules were
+# calibrated on it, benchmarks/pathologies) as with detail_every=10; a long run, which
+# is what the probe is left on for, pays a tenth of that after its first 1000 steps.
+DETAIL_EVERY = Every(10, until=1000, then=100)
 
 
 class LogSpaced:
@@ -26,46 +63,19 @@ class LogSpaced:
 
     Early training changes fastest; this keeps a long run's record small while
     resolving the first steps, where vanishing or exploding gradients show first.
-
-    Args:
-        max_stride: the stride stops growing here (a power of 10): with 100, every 100th
-            step from step 100 on, for as long as the run lasts. None: it keeps growing.
     """
-
-    def __init__(self, max_stride: int | None = None) -> None:
-        if max_stride is not None and (
-            isinstance(max_stride, bool)
-            or not isinstance(max_stride, int)
-            or max_stride < 1
-            or 10 ** round(math.log10(max_stride)) != max_stride
-        ):
-            raise ValueError(f"max_stride={max_stride!r} must be None or a power of 10: 1, 10, ...")
-        self.max_stride = max_stride
 
     def __call__(self, step: int) -> bool:
         if step < 10:
             return True
         stride = 10 ** int(math.log10(step))
-        if self.max_stride is not None:
-            stride = min(stride, self.max_stride)
         return step % stride == 0
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LogSpaced) and other.max_stride == self.max_stride
-
-    def __hash__(self) -> int:
-        return hash(("LogSpaced", self.max_stride))
-
     def __repr__(self) -> str:
-        return "LogSpaced()" if self.max_stride is None else f"LogSpaced({self.max_stride})"
+        return "LogSpaced()"
 
 
-# The default detail schedule (watch(detail_every="log100")): steps 0-9, every 10th to 100,
-# then every 100th. A detail step costs ~35% of a step of the 784-1000-750-500-10 MLP
-# (~17 passes over parameter-sized memory, BENCHMARKS.md): 1 in 10 was ~3.5% of every
-# step, 1 in 100 is ~0.4%, while the first 100 steps, where a bad initialisation or
-# learning rate shows, keep 19 detail measurements.
-PRESETS: dict[str, Schedule] = {"log": LogSpaced(), "log100": LogSpaced(100)}
+PRESETS: dict[str, Schedule] = {"log": LogSpaced()}
 
 
 def as_schedule(every: int | str | Schedule, name: str = "every") -> Schedule:
