@@ -27,7 +27,7 @@ from gradprobe.stats import (
     param_stats,
 )
 from gradprobe.stats.activation import activation_moments
-from gradprobe.stats.tensor_stats import STACK_BELOW
+from gradprobe.stats.tensor_stats import STACK_BELOW, grouped_sumsq, joined, plan_groups
 
 
 def _direct(t: torch.Tensor) -> list[float]:
@@ -221,3 +221,30 @@ def test_derive_nonfinite_counts_off_detail_steps():
     s[:, 0, SLOT["g_w_numel"]] = s[:, 0, SLOT["a_count"]] = 0  # layer 0: nothing measured
     q = derive(s)
     assert np.isnan(q["grad_all_finite"][:, 0]).all() and np.isnan(q["act_all_finite"][:, 0]).all()
+
+
+def test_cheap_tier_sums_in_order_whatever_the_grouping():
+    """grouped_sumsq and activation_moments against plain float64 sums, for singles (0-d
+    results), stacked groups and a mix, in plan order; joined keeps the order."""
+    g = torch.Generator().manual_seed(3)
+    big = torch.randn(300, 300, generator=g)  # >= STACK_BELOW: alone
+    assert big.numel() >= STACK_BELOW
+    small = [torch.randn(4, 5, generator=g) for _ in range(3)]  # one stacked group
+    odd = torch.randn(7, generator=g, dtype=torch.float64)  # alone, float64
+    for tensors in ([big, odd], [big, *small, odd], small):
+        plan = plan_groups(tensors)
+        order = [i for idx in plan for i in idx]
+        got = grouped_sumsq(tensors, plan)
+        want = [float((tensors[i].double() ** 2).sum()) for i in order]
+        assert got.dtype == torch.float64
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
+    moments = activation_moments([big.unsqueeze(0), torch.stack(small), odd.unsqueeze(0)])
+    members = [big, *small, odd]
+    np.testing.assert_array_equal(moments[0].numpy(), [m.numel() for m in members])
+    sums = [float(m.double().sum()) for m in members]
+    squares = [float((m.double() ** 2).sum()) for m in members]
+    np.testing.assert_allclose(moments[1].numpy(), sums, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(moments[2].numpy(), squares, rtol=1e-6)
+    parts = [torch.tensor(1.0), torch.tensor([2.0, 3.0]), torch.tensor(4.0, dtype=torch.float64)]
+    assert joined(parts).tolist() == [1.0, 2.0, 3.0, 4.0] and joined(parts).dtype == torch.float64
+    assert joined([torch.tensor(5.0), torch.tensor(6.0)]).tolist() == [5.0, 6.0]

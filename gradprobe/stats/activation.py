@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from gradprobe.stats.tensor_stats import row_abs, row_finite, row_sumsq
+from gradprobe.stats.tensor_stats import joined, row_abs, row_finite, row_sumsq
 from gradprobe.stats.workspace import Workspace
 
 # A unit is saturated when its activation is within 3% of an asymptote: |tanh(z)| > 0.97,
@@ -79,17 +79,25 @@ def activation_moments(groups: list[torch.Tensor]) -> torch.Tensor:
     Returns:
         float64 tensor of shape (3, sum of G_i): counts, sums, sums of squares.
     """
-    sums, norms, counts = [], [], []
+    sums, squares, counts = [], [], []
     for x in groups:
-        rows = x.detach().reshape(x.shape[0], -1)
-        if rows.dtype not in (torch.float32, torch.float64):
-            rows = rows.float()
-        sums.append(rows.sum(1).double())
-        norms.append(row_sumsq(rows).double())
-        counts += [float(rows.shape[1])] * rows.shape[0]
-    total = torch.cat(sums) if len(sums) > 1 else sums[0]
-    sq = torch.cat(norms) if len(norms) > 1 else norms[0]
-    return torch.stack([total.new_tensor(counts), total, sq])
+        if x.requires_grad and torch.is_grad_enabled():
+            x = x.detach()
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        g = x.shape[0]
+        n = x.numel() // g if g else 0
+        if g == 1:  # one member: 0-d results, no reshape per row
+            flat = x.reshape(-1)
+            sums.append(flat.sum())
+            squares.append(torch.dot(flat, flat))
+        else:
+            rows = x.reshape(x.shape[0], -1)
+            sums.append(rows.sum(1))
+            squares.append(row_sumsq(rows))
+        counts += [float(n)] * g
+    total = joined(sums)
+    return torch.stack([total.new_tensor(counts), total, joined(squares)])
 
 
 def activation_stats(
