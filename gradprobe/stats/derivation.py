@@ -33,7 +33,7 @@ def _grad_quantities(s) -> dict[str, np.ndarray]:
         **_nonfinite(
             "grad",
             s("g_nonfinite"),
-            s("g_counted") + s("g_nf_counted"),
+            s("g_counted"),
             s("g_w_sumsq") + s("g_b_sumsq"),
             w_n + b_n,
         ),
@@ -43,8 +43,7 @@ def _grad_quantities(s) -> dict[str, np.ndarray]:
 def _nonfinite(prefix: str, count, counted, sums, measured) -> dict[str, np.ndarray]:
     """PREFIX_nonfinite and PREFIX_all_finite.
 
-    The count where it was taken (the probe's detail steps; every step of writers that
-    count always, such as the lab's ensembles); elsewhere 0 when the sums are finite (a
+    The count where it was taken (detail steps); elsewhere 0 when the sums are finite (a
     finite sum of squares proves every element finite) and NaN (unknown) when not.
     all_finite is 1 or 0 wherever anything was measured: from the count where there is
     one, else from the sums, which are non-finite when an element is (or, in float32,
@@ -90,7 +89,7 @@ def _activation_quantities(s) -> dict[str, np.ndarray]:
         **_nonfinite(
             "act",
             s("a_nonfinite"),
-            s("a_counted") + s("a_nf_counted"),
+            s("a_counted"),
             s("a_sum") + s("a_sumsq"),
             count,
         ),

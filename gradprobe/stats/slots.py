@@ -39,11 +39,6 @@ SLOTS: tuple[tuple[str, str], ...] = (
     ("a_abs_min_nonzero", "min"),
     ("a_dead", "sum"),  # ReLU units at zero over the whole batch
     ("a_units", "sum"),  # ReLU units eligible
-    # > 0 where g_nonfinite / a_nonfinite were counted without the rest of the detail
-    # statistics: every recorded step of the lab's ensembles (the probe counts on detail
-    # steps only, where g_counted / a_counted say so)
-    ("g_nf_counted", "sum"),
-    ("a_nf_counted", "sum"),
 )
 
 SLOT = {name: i for i, (name, _) in enumerate(SLOTS)}
