@@ -33,15 +33,14 @@ class Every:
             return (step - self.until) % self.then == 0
         return step % self.n == 0
 
+    def _key(self) -> tuple:
+        return (self.n, self.until, self.then)
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Every) and (other.n, other.until, other.then) == (
-            self.n,
-            self.until,
-            self.then,
-        )
+        return isinstance(other, Every) and other._key() == self._key()
 
     def __hash__(self) -> int:
-        return hash(("Every", self.n, self.until, self.then))
+        return hash(("Every", *self._key()))
 
     def __repr__(self) -> str:
         if self.until is None:
