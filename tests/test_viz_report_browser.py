@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gradprobe.viz.report import write_report
-from tests.browser import ARGS, CHROMIUM, measure_script
+from tests.browser import ARGS, CHROMIUM, assert_rendered_offline, load, measure_script
 from tests.report_runs import train_run, train_trio
 
 sync_api = pytest.importorskip(
@@ -42,32 +42,19 @@ def reports(tmp_path_factory):
     }
 
 
-def _load(browser, path: Path):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    problems, fetched = [], []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda err: problems.append(str(err)))
-    page.on("request", lambda r: fetched.append(r.url))
-    page.goto(path.resolve().as_uri(), wait_until="load")
-    return page, problems, fetched
-
-
 @pytest.mark.parametrize("name", ["compare", "interrupted"])
 def test_report_renders_in_chromium(reports, name, tmp_path):
     path = reports[name]
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            page, problems, fetched = _load(browser, path)
+            page, problems, fetched = load(browser, path)
             found = page.evaluate(MEASURE)
             shot = tmp_path / f"report-{name}.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
-    assert problems == []
-    assert fetched == [path.resolve().as_uri()]  # the file itself, nothing else
-    assert all(i["complete"] and i["width"] > 0 for i in found["images"]), found["images"]
-    assert all(s["width"] > 0 and s["height"] > 0 for s in found["svgs"]), found["svgs"]
+    assert_rendered_offline(path, found, problems, fetched)
     if name == "compare":
         assert len(found["svgs"]) + len(found["images"]) >= 4 and found["banners"] == []
     else:

@@ -23,7 +23,7 @@ from gradprobe.lab.reproduce import Check, Reproduction, Row, Section, published
 from gradprobe.viz.figures import published_vs_ours
 from gradprobe.viz.figures.published import AGREE, DIFFER
 from gradprobe.viz.report_reproduce import write_reproduction_report
-from tests.browser import ARGS, CHROMIUM, measure_script
+from tests.browser import ARGS, CHROMIUM, assert_rendered_offline, load, measure_script
 from tests.report_runs import train_run
 
 EVIL = "<script>alert(1)</script>"
@@ -414,23 +414,15 @@ def test_page_renders_in_chromium(page, tmp_path):
     if not CHROMIUM.is_file():
         pytest.skip("Debian's chromium is not at /usr/bin/chromium (apt install chromium)")
     _, html, path = page
-    problems, fetched = [], []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 900})
-            tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            tab.on("pageerror", lambda err: problems.append(str(err)))
-            tab.on("request", lambda r: fetched.append(r.url))
-            tab.goto(path.resolve().as_uri(), wait_until="load")
+            tab, problems, fetched = load(browser, path)
             found = tab.evaluate(MEASURE)
             tab.screenshot(path=str(tmp_path / "reproduce.png"), full_page=True)
         finally:
             browser.close()
-    assert problems == []
-    assert fetched == [path.resolve().as_uri()]  # the file itself, nothing else
-    assert all(i["complete"] and i["width"] > 0 for i in found["images"]), found["images"]
-    assert all(s["width"] > 0 and s["height"] > 0 for s in found["svgs"]), found["svgs"]
+    assert_rendered_offline(path, found, problems, fetched)
     assert len(found["svgs"]) + len(found["images"]) == html.count("<svg") + html.count("<img")
     assert len(found["svgs"]) + len(found["images"]) == 8  # 2 x 2 + 1 runs, surface, 2 tables
     assert found["banners"] == ["failed", "unreadable"]
