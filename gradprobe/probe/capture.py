@@ -56,27 +56,23 @@ class ForwardCapture:
 
     def attribute(self, inp, out, kind: str | None, name: str) -> None:
         """An activation module ran; if its input is the last layer output, it is phi(z)."""
-        if self._last is None or not isinstance(out, torch.Tensor):
-            return
-        last, pos = self._last
-        if last is not inp:
-            return
-        entry = self._pending[pos]
-        entry.tensor, entry.version, entry.kind = out, out._version, kind
-        self.activation_names[entry.layer.index] = name
-        self._last = None
+        if self._last is not None and self._last[0] is inp:
+            self._set_activation(out, kind, name)
 
     def attribute_input(self, follower: Follower, x) -> None:
         """A layer's input x is phi(z) of follower.previous (activations.read_by_next_layer):
         when that layer's output is the last one noted, x replaces it (phi is elementwise:
         the shape is z's)."""
-        if self._last is None or not isinstance(x, torch.Tensor):
+        if self._last is not None and self._pending[self._last[1]].layer is follower.previous:
+            self._set_activation(x, follower.kind, follower.name)
+
+    def _set_activation(self, a, kind: str | None, name: str) -> None:
+        """The last noted layer output's activation is a (a tensor; anything else is left)."""
+        if not isinstance(a, torch.Tensor):
             return
         entry = self._pending[self._last[1]]
-        if entry.layer is not follower.previous:
-            return
-        entry.tensor, entry.version, entry.kind = x, x._version, follower.kind
-        self.activation_names[entry.layer.index] = follower.name
+        entry.tensor, entry.version, entry.kind = a, a._version, kind
+        self.activation_names[entry.layer.index] = name
         self._last = None
 
     @property
